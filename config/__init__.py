@@ -1,0 +1,1 @@
+"""Runtime configuration read from the environment (see ``settings.py``)."""

@@ -1,0 +1,89 @@
+"""One settings object, read from the environment, with working local defaults.
+
+Nothing here connects to anything. Two stack profiles exist so the test stack
+never collides with the dev stack (or with services on default ports):
+
+=========  ===========  ============  ===========  ============
+profile    Kafka        controller    Redis        InfluxDB
+=========  ===========  ============  ===========  ============
+dev        127.0.0.1:19092  19093     16379        18086 (rpc 18088)
+test       127.0.0.1:29092  29093     26379        28086 (rpc 28088)
+=========  ===========  ============  ===========  ============
+
+Every value can be overridden, e.g. ``KUAILV_KAFKA_BOOTSTRAP=broker:9092``
+points the workers at a real cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_PORTS = {
+    "dev": {"kafka": 19092, "controller": 19093, "redis": 16379, "influx": 18086, "influx_rpc": 18088},
+    "test": {"kafka": 29092, "controller": 29093, "redis": 26379, "influx": 28086, "influx_rpc": 28088},
+}
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    kafka_bootstrap: str
+    kafka_port: int
+    kafka_controller_port: int
+    redis_url: str
+    redis_port: int
+    influx_url: str
+    influx_port: int
+    influx_rpc_port: int
+    influx_db: str
+    schema_registry_url: str | None
+    state_dir: Path
+    eventstore_url: str
+    consumer_group: str
+    redis_prefix: str
+    worker_batch_size: int
+    worker_batch_seconds: float
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.state_dir / self.profile
+
+
+def load(profile: str | None = None) -> Settings:
+    profile = profile or _env("KUAILV_PROFILE", "dev")
+    if profile not in _PORTS:
+        raise ValueError(f"KUAILV_PROFILE must be one of {sorted(_PORTS)}, got {profile!r}")
+    ports = _PORTS[profile]
+    state_dir = Path(_env("KUAILV_STATE_DIR", str(PROJECT_ROOT / ".stack")))
+    kafka_port = int(_env("KUAILV_KAFKA_PORT", str(ports["kafka"])))
+    redis_port = int(_env("KUAILV_REDIS_PORT", str(ports["redis"])))
+    influx_port = int(_env("KUAILV_INFLUX_PORT", str(ports["influx"])))
+    return Settings(
+        profile=profile,
+        kafka_bootstrap=_env("KUAILV_KAFKA_BOOTSTRAP", f"127.0.0.1:{kafka_port}"),
+        kafka_port=kafka_port,
+        kafka_controller_port=int(_env("KUAILV_KAFKA_CONTROLLER_PORT", str(ports["controller"]))),
+        redis_url=_env("KUAILV_REDIS_URL", f"redis://127.0.0.1:{redis_port}/0"),
+        redis_port=redis_port,
+        influx_url=_env("KUAILV_INFLUX_URL", f"http://127.0.0.1:{influx_port}"),
+        influx_port=influx_port,
+        influx_rpc_port=int(_env("KUAILV_INFLUX_RPC_PORT", str(ports["influx_rpc"]))),
+        influx_db=_env("KUAILV_INFLUX_DB", "kuailv"),
+        schema_registry_url=os.environ.get("SCHEMA_REGISTRY_URL") or None,
+        state_dir=state_dir,
+        eventstore_url=_env("KUAILV_EVENTSTORE", f"sqlite:///{state_dir / profile / 'eventstore.sqlite'}"),
+        consumer_group=_env("KUAILV_CONSUMER_GROUP", "kuailv-projector"),
+        redis_prefix=_env("KUAILV_REDIS_PREFIX", "kuailv"),
+        worker_batch_size=int(_env("KUAILV_WORKER_BATCH_SIZE", "500")),
+        worker_batch_seconds=float(_env("KUAILV_WORKER_BATCH_SECONDS", "0.2")),
+    )

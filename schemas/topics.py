@@ -1,0 +1,87 @@
+"""The topic contract: names, keys, partition counts and retention.
+
+Pure data, no I/O. ``infra.topics`` creates these topics; producers and
+consumers import the names from here so a rename is one edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    key: str
+    partitions: int
+    records: tuple[str, ...]
+    config: dict[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+
+ORDER_EVENTS = TopicSpec(
+    name="kuailv.order-events.v1",
+    key="order_id",
+    partitions=6,
+    records=(
+        "OrderCreated", "PaymentConfirmed", "StockChecked", "PickingStarted",
+        "LineWeighed", "OrderPacked", "OrderDispatched", "OrderDelivered",
+        "DeliveryRefused", "ReturnStarted", "ReturnCompleted", "DamageClaimOpened",
+        "DamageClaimSettled", "OrderCancelled", "ExceptionReported",
+    ),
+    # The order log is the source of truth: keep it forever (replay, audit).
+    config={"cleanup.policy": "delete", "retention.ms": "-1", "min.insync.replicas": "1"},
+    doc="Every order lifecycle event, keyed by order id, in per-order version order.",
+)
+
+GPS = TopicSpec(
+    name="kuailv.gps.v1",
+    key="driver_id",
+    partitions=6,
+    records=("GpsPing",),
+    config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    doc="Driver GPS pings every few seconds, keyed by driver id. Raw telemetry: 7 days.",
+)
+
+SENSORS = TopicSpec(
+    name="kuailv.sensors.v1",
+    key="device_id",
+    partitions=6,
+    records=("SensorReading",),
+    config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    doc="Cold-chain temperature/humidity readings, keyed by device id. Raw telemetry: 7 days.",
+)
+
+ORDER_STATE = TopicSpec(
+    name="kuailv.order-state.v1",
+    key="order_id",
+    partitions=6,
+    records=("OrderState",),
+    config={
+        "cleanup.policy": "compact",
+        "min.cleanable.dirty.ratio": "0.1",
+        "segment.ms": str(3600 * 1000),
+    },
+    doc="Latest order-state projection per order (compacted): the read model for other systems.",
+)
+
+DEAD_LETTERS = TopicSpec(
+    name="kuailv.dead-letters.v1",
+    key="source topic/partition/offset",
+    partitions=3,
+    records=("DeadLetter",),
+    config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
+    doc="Records a worker could not process, with the reason and their position. 30 days.",
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_EVENTS, GPS, SENSORS, ORDER_STATE, DEAD_LETTERS)
+
+
+def topic_for_record(record_name: str) -> TopicSpec:
+    """The topic a record type (short name, e.g. ``GpsPing``) is published on."""
+    for spec in ALL_TOPICS:
+        if record_name in spec.records:
+            return spec
+    raise KeyError(f"no topic carries record type {record_name!r}")
