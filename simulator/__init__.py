@@ -1,0 +1,1 @@
+"""Deterministic (seeded) traffic for one city, and event builders with fixed instants."""
