@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         target = ensure_jars(args.dir)
-    except KafkaJarsError as exc:
+    except (KafkaJarsError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"kafka {KAFKA_VERSION} jars ready in {target}")

@@ -10,6 +10,7 @@ Linux only (reads ``/proc``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -18,6 +19,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+LAUNCH_MARKER = "kuailv infra: starting"  # written to the log before each launch; tail() starts there
+MAX_LOG_BYTES = 50 * 1024 * 1024  # checked at launch: a bigger log is moved to <name>.log.1
 
 
 @dataclass(frozen=True)
@@ -47,23 +51,22 @@ def _is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
 
 
-def _reap(pid: int) -> None:
+# Popen objects of the services this Python process launched (e.g. from a pytest fixture): kept so they
+# are not garbage-collected while running (ResourceWarning) and so stop() can reap them (no zombies).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def reap(pid: int) -> None:
     """Collect the exit status if ``pid`` is our own child (otherwise it would linger as a zombie)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def is_alive(pid: int) -> bool:
-    _reap(pid)
-    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.poll()
 
 
 def matches(pid: int, spec: ProcessSpec) -> bool:
-    """True if ``pid`` is alive and is the process ``spec`` describes."""
-    if not is_alive(pid):
-        return False
+    """True if ``pid`` is alive and is the process ``spec`` describes (a zombie is not alive)."""
     try:
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))  # fails for zombies and other users' processes
     except OSError:
         return False
     if cwd != spec.cwd.resolve():
@@ -71,7 +74,19 @@ def matches(pid: int, spec: ProcessSpec) -> bool:
     args = _cmdline(pid)
     # Redis rewrites its title to "redis-server 127.0.0.1:port", so also match the first word's basename.
     first = args[0].split()[0] if args else ""
-    return spec.token in args or os.path.basename(first) == spec.token
+    if spec.token not in args and os.path.basename(first) != spec.token:
+        return False
+    return not _is_zombie(pid)
+
+
+def still_running(pid: int, spec: ProcessSpec) -> bool:
+    """Liveness of a process we are waiting on. For a child of this Python process, ask the kernel via
+    ``poll()``: right after ``spawn`` returns, exec may not have finished publishing the new command
+    line in /proc, so ``matches`` can be briefly False for a healthy process."""
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    return matches(pid, spec)
 
 
 def read_pid(pid_file: Path) -> int | None:
@@ -95,11 +110,13 @@ def find_running(spec: ProcessSpec) -> int | None:
 def spawn(spec: ProcessSpec, argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None) -> int:
     """Start ``argv`` detached (own session, survives the launching shell); output appends to ``log_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    if log_file.exists() and log_file.stat().st_size > MAX_LOG_BYTES:
+        log_file.replace(log_file.with_name(log_file.name + ".1"))  # keep one old log
     spec.pid_file.parent.mkdir(parents=True, exist_ok=True)
     spec.cwd.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"\n----- {stamp} kuailv infra: starting {spec.name}: {' '.join(argv)}\n".encode())
+        log.write(f"\n----- {stamp} {LAUNCH_MARKER} {spec.name}: {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             list(argv),
@@ -111,6 +128,7 @@ def spawn(spec: ProcessSpec, argv: Sequence[str], log_file: Path, env: dict[str,
             start_new_session=True,
             close_fds=True,
         )
+    _children[proc.pid] = proc
     spec.pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -140,6 +158,7 @@ def stop(spec: ProcessSpec, timeout: float = 20.0) -> StopResult:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         _wait_gone(pid, spec, 5.0)
+    reap(pid)
     spec.pid_file.unlink(missing_ok=True)
     return StopResult(pid, outcome, time.monotonic() - started)
 
@@ -147,10 +166,10 @@ def stop(spec: ProcessSpec, timeout: float = 20.0) -> StopResult:
 def _wait_gone(pid: int, spec: ProcessSpec, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not matches(pid, spec):
+        if not still_running(pid, spec):
             return True
         time.sleep(0.1)
-    return not matches(pid, spec)
+    return not still_running(pid, spec)
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
@@ -161,20 +180,23 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 
 def tail(path: Path, lines: int = 30) -> list[str]:
+    """The last ``lines`` lines of a log, starting no earlier than our most recent launch marker."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             fh.seek(max(0, fh.tell() - 64 * 1024))
-            return fh.read().decode(errors="replace").splitlines()[-lines:]
+            text = fh.read().decode(errors="replace").splitlines()
     except OSError:
         return []
+    starts = [i for i, line in enumerate(text) if LAUNCH_MARKER in line]
+    if starts:
+        text = text[starts[-1] :]
+    return text[-lines:]
 
 
 @contextlib.contextmanager
 def locked(lock_file: Path) -> Iterator[None]:
     """Serialise start/stop/reset of one profile across processes (e.g. two pytest runs)."""
-    import fcntl
-
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_file, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

@@ -26,7 +26,8 @@ class SchemaEntry:
     name: str  # full name, e.g. kuailv.events.OrderCreated
     version: int
     raw: dict[str, Any]
-    parsed: Any  # fastavro parsed schema
+    parsed: Any  # fastavro parsed schema for reading (no write hints)
+    writer: Any = None  # fastavro parsed schema for writing (with named-type hints: ~40% faster)
 
     @property
     def short_name(self) -> str:
@@ -40,8 +41,12 @@ class SchemaCatalog(Protocol):
 
 
 def parse(raw: dict[str, Any]) -> Any:
-    # _write_hint=False keeps the parsed schema usable as a reader schema too.
+    # _write_hint=False keeps the parsed schema usable as a reader schema.
     return fastavro.parse_schema(raw, _write_hint=False)
+
+
+def parse_for_writing(raw: dict[str, Any]) -> Any:
+    return fastavro.parse_schema(raw)
 
 
 def full_name(raw: dict[str, Any]) -> str:
@@ -94,5 +99,7 @@ def _committed() -> CommittedCatalog:
         name = full_name(raw)
         if name != item["name"]:
             raise ValueError(f"catalog.json says id {item['id']} is {item['name']}, file holds {name}")
-        entries.append(SchemaEntry(int(item["id"]), name, int(item["version"]), raw, parse(raw)))
+        entries.append(
+            SchemaEntry(int(item["id"]), name, int(item["version"]), raw, parse(raw), parse_for_writing(raw))
+        )
     return CommittedCatalog(entries)

@@ -50,9 +50,10 @@ class AvroCodec:
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, entry.id))
         try:
-            fastavro.schemaless_writer(buf, entry.parsed, value, strict_allow_default=True)
+            fastavro.schemaless_writer(buf, entry.writer or entry.parsed, value)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            raise EncodeFailed(f"{entry.name} record does not match schema id {entry.id}: {exc}", schema_id=entry.id) from exc
+            raise EncodeFailed(f"{entry.name} record does not match schema id {entry.id}: {exc}",
+                               schema_id=entry.id) from exc
         return buf.getvalue()
 
     def decode(self, data: bytes | None) -> Decoded:

@@ -1,0 +1,1 @@
+"""The ``kuailv`` command line."""

@@ -1,0 +1,55 @@
+"""Pure checks and reductions for GPS pings and cold-chain sensor readings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from projections.order_events import InvalidEvent
+from projections.timefmt import ms
+
+MAX_SPEED_KMH = 200.0
+
+
+def _finite(record: Mapping[str, Any], *names: str) -> None:
+    for name in names:
+        value = record.get(name)
+        if value is not None and not math.isfinite(value):
+            raise InvalidEvent(f"{name} is {value}")
+
+
+def validate_gps(p: Mapping[str, Any]) -> None:
+    _finite(p, "lat", "lng", "speed_kmh", "heading_deg", "accuracy_m")
+    if not (-90.0 <= p["lat"] <= 90.0 and -180.0 <= p["lng"] <= 180.0):
+        raise InvalidEvent(f"driver {p['driver_id']}: ({p['lat']}, {p['lng']}) is not a coordinate")
+    if p["lat"] == 0.0 and p["lng"] == 0.0:
+        raise InvalidEvent(f"driver {p['driver_id']}: (0, 0) is a missing fix, not a position")
+    if not 0.0 <= p["speed_kmh"] <= MAX_SPEED_KMH:
+        raise InvalidEvent(f"driver {p['driver_id']}: speed {p['speed_kmh']} km/h is impossible for a van")
+    if not 0.0 <= p["heading_deg"] <= 360.0:
+        raise InvalidEvent(f"driver {p['driver_id']}: heading {p['heading_deg']} is outside 0..360")
+    if p.get("accuracy_m") is not None and p["accuracy_m"] < 0:
+        raise InvalidEvent(f"driver {p['driver_id']}: negative accuracy")
+
+
+def validate_sensor(r: Mapping[str, Any]) -> None:
+    _finite(r, "temperature_c", "humidity_pct")
+    if not -60.0 <= r["temperature_c"] <= 80.0:
+        raise InvalidEvent(f"device {r['device_id']}: {r['temperature_c']} °C is outside the sensor's range")
+    if not 0.0 <= r["humidity_pct"] <= 100.0:
+        raise InvalidEvent(f"device {r['device_id']}: humidity {r['humidity_pct']} % is outside 0..100")
+    if r.get("vehicle_id") is None and r.get("warehouse_id") is None:
+        raise InvalidEvent(f"device {r['device_id']}: reading names neither a vehicle nor a warehouse")
+
+
+def latest_by(records: Iterable[Mapping[str, Any]], key: str) -> list[Mapping[str, Any]]:
+    """The newest record (by event time, then event id) per ``key`` value."""
+    best: dict[str, tuple[int, str, Mapping[str, Any]]] = {}
+    for r in records:
+        k = r[key]
+        rank = (ms(r["event_time"]), r["event_id"])
+        cur = best.get(k)
+        if cur is None or rank > cur[:2]:
+            best[k] = (*rank, r)
+    return [best[k][2] for k in sorted(best)]

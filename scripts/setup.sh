@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian (12) machine for this project. Idempotent: run it again any time.
+#
+#   1. Debian packages: redis-server, influxdb (1.6.x), kcat, Java 17, Maven, Python 3.11 + venv
+#      (apt-get update runs only when something is missing)
+#   2. .venv with python3.11, `pip install -e '.[dev]'` (skipped while .venv/.pip-stamp is newer than pyproject.toml)
+#   3. the Apache Kafka broker jars from Maven Central into .stack/lib/kafka (python -m infra.kafka_jars)
+#
+# Run as root, or as a user with sudo (used for apt-get only). The Debian packages may start
+# system services (redis on 6379, influxd on 8086); our stack never uses them: it runs its own
+# processes on other ports (python -m infra.stack start). Env: PYTHON=python3.11 to pick the interpreter.
+set -Eeuo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+STEP="starting"
+step() { STEP="$*"; printf '==> %s\n' "$*"; }
+trap 'printf "setup.sh: FAILED during: %s (exit %s)\n" "$STEP" "$?" >&2' ERR
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        echo "setup.sh: FAILED: not root and sudo is not installed; rerun as root" >&2
+        exit 1
+    fi
+    SUDO=(sudo)
+fi
+
+PYTHON="${PYTHON:-python3.11}"
+
+# ---------------------------------------------------------------- 1. Debian packages
+step "checking Debian packages"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    missing+=(python3.11 python3.11-venv)
+elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3.11-venv)   # Debian ships ensurepip separately
+fi
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "    all present: redis-server influxd kcat java mvn $PYTHON"
+else
+    step "apt-get update (missing: ${missing[*]})"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    step "apt-get install ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+step "checking versions"
+first_line() { "$@" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -m1 . || true; }
+echo "    $(first_line redis-server --version)"
+echo "    $(first_line influxd version)"
+echo "    kcat $(kcat -V 2>&1 | grep -m1 -o 'Version [0-9.]*' || true)"
+echo "    $(first_line java -version)"
+echo "    $(first_line mvn -v)"
+
+# ---------------------------------------------------------------- 2. Python venv
+if [ ! -x .venv/bin/python ]; then
+    step "creating .venv with $PYTHON"
+    "$PYTHON" -m venv .venv
+else
+    step "using existing .venv ($(.venv/bin/python -V 2>&1))"
+fi
+if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    STEP="checking .venv"
+    echo "setup.sh: FAILED: .venv is $(.venv/bin/python -V 2>&1), the project needs 3.11; remove .venv and rerun" >&2
+    exit 1
+fi
+
+STAMP=.venv/.pip-stamp
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
+    step "pip install -e '.[dev]': up to date (stamp newer than pyproject.toml)"
+else
+    step "pip install -e '.[dev]'"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    touch "$STAMP"
+fi
+
+# ---------------------------------------------------------------- 3. Kafka jars
+step "Kafka broker jars (.stack/lib/kafka)"
+.venv/bin/python -m infra.kafka_jars
+
+step "done. Start the local stack with: .venv/bin/python -m infra.stack start --profile dev"

@@ -1,0 +1,205 @@
+"""Refrigerated vans: dispatch from each depot, multi-stop trips, GPS, accidents and relief.
+
+A packed order waits in its depot's queue. An idle van leaves with up to
+``max_stops`` orders as soon as it is full or the oldest has waited
+``dispatch_hold_s``. On the way to a customer a leg may end in a traffic
+accident: every order still on board gets an ExceptionReported, another van
+from the depot drives out, takes the goods over and re-dispatches them, and
+the crashed van is towed home. Vans emit a GpsPing every ``gps_interval_s``
+while moving.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from simulator.city import City, Driver, Warehouse
+from simulator.config import SimulationConfig, Telemetry
+from simulator.engine import Engine, Process
+from simulator.events import MINUTE
+from simulator.geo import Point, haversine_m
+from simulator.orders import SimOrder
+from simulator.outcomes import at_door, complete_return, dispatch_payload, exception_payload
+from simulator.routes import GpsNoise, Route, estimate_s, plan_route
+
+GPS_PRODUCER = "driver-app/3.2"
+_ACCIDENTS = ("追尾事故, 车辆无法继续行驶", "路口剐蹭, 等待交警处理", "被后车追尾, 冷机受损")
+
+
+@dataclass(slots=True)
+class Van:
+    driver: Driver
+    home: Warehouse
+    pos: Point
+    noise: GpsNoise
+    ping_seq: int = 0
+    returns: list[SimOrder] = field(default_factory=list)  # refused goods on board
+
+
+@dataclass(slots=True)
+class Depot:
+    warehouse: Warehouse
+    idle: deque[Van] = field(default_factory=deque)
+    queue: list[SimOrder] = field(default_factory=list)  # packed, in ready order
+    rescues: deque[tuple[Point, list[SimOrder], Van]] = field(default_factory=deque)
+    timer_at: int | None = None
+
+
+class Fleet:
+    def __init__(self, engine: Engine, config: SimulationConfig, city: City) -> None:
+        self.engine = engine
+        self.config = config
+        self.rng = random.Random(f"kuailv-fleet:{config.seed}")
+        self.interval_ms = max(1, round(config.gps_interval_s * 1000))
+        self.hold_ms = int(config.dispatch_hold_s * 1000)
+        self.depots = {wh.id: Depot(wh) for wh in city.warehouses}
+        for d in city.drivers:
+            home = city.warehouse(d.warehouse_id)
+            noise = GpsNoise(random.Random(f"kuailv-gps:{config.seed}:{d.id}"))
+            self.depots[d.warehouse_id].idle.append(Van(d, home, home.location, noise))
+
+    # -- dispatching --------------------------------------------------------------------------
+
+    def ready(self, o: SimOrder) -> None:
+        """A packed order joins its depot's dispatch queue."""
+        o.ready_at = self.engine.now
+        depot = self.depots[o.warehouse.id]
+        depot.queue.append(o)
+        self._dispatch(depot)
+
+    def _dispatch(self, depot: Depot) -> None:
+        engine = self.engine
+        while depot.idle:
+            if depot.rescues:
+                spot, stops, crashed = depot.rescues[0]
+                van = next((v for v in depot.idle if v is not crashed), None)
+                if van is not None:
+                    depot.rescues.popleft()
+                    depot.idle.remove(van)
+                    engine.spawn(engine.now, self._relief(van, spot, stops))
+                    continue
+            if not depot.queue:
+                return
+            due = depot.queue[0].ready_at + self.hold_ms
+            if len(depot.queue) < self.config.max_stops and engine.now < due:
+                if depot.timer_at is None or due < depot.timer_at:
+                    depot.timer_at = due
+                    engine.spawn(due, self._timer(depot))
+                return
+            engine.spawn(engine.now, self._trip(depot.idle.popleft(), self._batch(depot)))
+
+    def _timer(self, depot: Depot) -> Process:
+        depot.timer_at = None
+        self._dispatch(depot)
+        yield from ()
+
+    def _batch(self, depot: Depot) -> list[SimOrder]:
+        """The oldest ready order plus its nearest neighbours, in nearest-neighbour visiting order."""
+        head = depot.queue[0]
+        others = sorted(depot.queue[1:], key=lambda o: haversine_m(head.restaurant.location, o.restaurant.location))
+        batch = [head, *others[: self.config.max_stops - 1]]
+        taken = {o.order_id for o in batch}
+        depot.queue = [o for o in depot.queue if o.order_id not in taken]
+        route, pos = [], depot.warehouse.location
+        while batch:
+            nxt = min(batch, key=lambda o: haversine_m(pos, o.restaurant.location))
+            batch.remove(nxt)
+            route.append(nxt)
+            pos = nxt.restaurant.location
+        return route
+
+    def _dispatch_all(self, van: Van, stops: list[SimOrder]) -> Process:
+        now, pos, eta = self.engine.now, van.pos, float(self.engine.now)
+        for i, o in enumerate(stops):
+            eta += estimate_s(pos, o.restaurant.location) * 1000 + (7 * MINUTE if i else 0)
+            pos = o.restaurant.location
+            yield o.cmd(now, "dispatch", dispatch_payload(van.driver, van.pos, int(eta)))
+
+    # -- trips ----------------------------------------------------------------------------------
+
+    def _trip(self, van: Van, stops: list[SimOrder]) -> Process:
+        yield self.engine.now + int(self.rng.uniform(5, 15) * MINUTE)  # load the van
+        yield from self._dispatch_all(van, stops)
+        yield from self._run_stops(van, stops)
+
+    def _relief(self, van: Van, spot: Point, stops: list[SimOrder]) -> Process:
+        """Another van drives to the accident, takes the goods over and carries on."""
+        yield self.engine.now + int(self.rng.uniform(3, 8) * MINUTE)  # briefing, start the engine
+        yield from self._drive(van, plan_route(self.rng, van.pos, spot))
+        yield self.engine.now + int(self.rng.uniform(8, 15) * MINUTE)  # move the boxes across
+        yield from self._dispatch_all(van, stops)
+        yield from self._run_stops(van, stops)
+
+    def _run_stops(self, van: Van, stops: list[SimOrder]) -> Process:
+        engine, rng = self.engine, self.rng
+        while stops:
+            o = stops[0]
+            route = plan_route(rng, van.pos, o.restaurant.location)
+            crash_s = None
+            if route.duration_s > 60 and rng.random() < self.config.p_accident:
+                crash_s = route.duration_s * rng.uniform(0.2, 0.8)
+            yield from self._drive(van, route, crash_s)
+            if crash_s is not None:
+                yield from self._crash(van, stops)
+                return
+            stops.pop(0)
+            yield from at_door(engine, o, van.driver, van.returns)
+            yield engine.now + int(rng.uniform(1, 3) * MINUTE)
+        yield from self._go_home(van)
+
+    def _crash(self, van: Van, stops: list[SimOrder]) -> Process:
+        engine = self.engine
+        description = self.rng.choice(_ACCIDENTS)
+        for o in stops:
+            yield o.cmd(engine.now, "report_exception",
+                        exception_payload("TRAFFIC_ACCIDENT", description, van.driver, van.pos))
+        depot = self.depots[van.home.id]
+        depot.rescues.append((van.pos, list(stops), van))
+        self._dispatch(depot)
+        yield engine.now + int(self.rng.uniform(60, 150) * MINUTE)  # police report, then towed home
+        yield from self._go_home(van)
+
+    def _go_home(self, van: Van) -> Process:
+        engine = self.engine
+        yield from self._drive(van, plan_route(self.rng, van.pos, van.home.location))
+        for o in van.returns:
+            engine.spawn(engine.now, complete_return(engine, o, 10, 30), work=False)
+        van.returns.clear()
+        depot = self.depots[van.home.id]
+        depot.idle.append(van)
+        self._dispatch(depot)
+
+    # -- GPS ------------------------------------------------------------------------------------
+
+    def _drive(self, van: Van, route: Route, until_s: float | None = None) -> Process:
+        """Move ``van`` along ``route`` (to its end, or stop after ``until_s``), pinging on the way."""
+        engine = self.engine
+        total_s = route.duration_s if until_s is None else until_s
+        end_ms = int(total_s * 1000)
+        if end_ms > 0:
+            t0 = engine.now
+            t = t0
+            while t + self.interval_ms // 2 < t0 + end_ms:  # the arrival fix comes >= half an interval later
+                if t > engine.now:
+                    yield t
+                pos, speed, heading = route.at((t - t0) / 1000)
+                yield self._ping(van, pos, speed, heading)
+                t += self.interval_ms
+            yield t0 + end_ms
+            pos, _, heading = route.at(total_s)
+            yield self._ping(van, pos, 0.0, heading)
+        van.pos = route.points[-1] if until_s is None else route.at(total_s)[0]
+
+    def _ping(self, van: Van, true: Point, speed: float, heading: float) -> Telemetry:
+        (lat, lng), speed, heading, accuracy = van.noise.fix(true, speed, heading, self.engine.now)
+        van.ping_seq += 1
+        d = van.driver
+        record = {
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"kuailv-sim:{self.config.seed}:{d.id}:{van.ping_seq}")),
+            "driver_id": d.id, "vehicle_id": d.vehicle_id, "event_time": self.engine.now, "producer": GPS_PRODUCER,
+            "lat": lat, "lng": lng, "speed_kmh": speed, "heading_deg": heading, "accuracy_m": accuracy,
+        }
+        return Telemetry(self.engine.now, "GpsPing", d.id, record)

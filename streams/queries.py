@@ -1,0 +1,60 @@
+"""Read side for the CLI (and a future API): one order, order lists, progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+from projections.order_status import OrderStatus
+from projections.order_view import with_live_position
+from streams.sinks.redis_orders import RedisOrderStore
+from streams.sinks.redis_positions import RedisDriverPositions
+
+
+def _client(settings: Settings) -> Any:
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
+
+
+async def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
+    """The order's projection with the driver's live GPS position merged in."""
+    r = _client(settings)
+    try:
+        view = await RedisOrderStore(r, settings.redis_prefix).view(order_id)
+        if view is None:
+            return None
+        driver = (view.get("driverInfo") or {}).get("driverId")
+        position = await RedisDriverPositions(r, settings.redis_prefix).get(driver) if driver else None
+        return with_live_position(view, position)
+    finally:
+        await r.aclose()
+
+
+async def order_ids(settings: Settings, **by: str | None) -> set[str]:
+    r = _client(settings)
+    try:
+        return await RedisOrderStore(r, settings.redis_prefix).order_ids(**by)
+    finally:
+        await r.aclose()
+
+
+async def progress(settings: Settings) -> dict[str, Any]:
+    """Worker counters and orders per status, as the live progress display shows them."""
+    r = _client(settings)
+    p = settings.redis_prefix
+    try:
+        pipe = r.pipeline(transaction=False)
+        pipe.hgetall(f"{p}:stats:orders")
+        pipe.hgetall(f"{p}:stats:telemetry")
+        for status in OrderStatus:
+            pipe.scard(f"{p}:orders:by-status:{status.value}")
+        res = await pipe.execute()
+    finally:
+        await r.aclose()
+
+    def ints(h: dict[bytes, bytes]) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in h.items()}
+
+    return {"orders": ints(res[0]), "telemetry": ints(res[1]),
+            "by_status": {s.value: n for s, n in zip(OrderStatus, res[2:], strict=True) if n}}

@@ -1,0 +1,1 @@
+"""Sinks: buffer with ``add``, write once per batch with ``flush``; idempotent writes."""

@@ -1,0 +1,251 @@
+"""Bad bytes and bad records fail with the right CodecError, never anything else.
+
+Dead letters record ``reason_code`` and ``schema_id``: both are part of the contract.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.catalog import CommittedCatalog
+from schemas.codec import AvroCodec, Decoded
+from schemas.errors import (
+    AvroDecodeFailed,
+    CodecError,
+    EncodeFailed,
+    NotAvroFramed,
+    UnknownRecordType,
+    UnknownSchemaId,
+)
+from simulator.events import MINUTE, T0, order_story
+
+CATALOG = CommittedCatalog.load()
+KNOWN_IDS = sorted(e.id for e in CATALOG.entries())
+codec = AvroCodec()
+
+
+def _envelope(version: int) -> dict[str, Any]:
+    return {"event_id": f"evt-{version}", "order_id": "KL20260601001", "version": version,
+            "event_time": T0 + version * MINUTE, "producer": "order-service"}
+
+
+# One valid record of every latest record type: the story events, plus those no story reaches.
+SAMPLES: dict[str, dict[str, Any]] = {}
+for _ending in ("redispatched", "refused", "cancelled"):
+    for _type, _record in order_story("KL20260601001", ending=_ending):
+        SAMPLES.setdefault(_type, _record)
+SAMPLES |= {
+    "ReturnStarted": {**_envelope(11), "reason": "退货", "lines": [{"line_no": 1, "quantity": 1.5}]},
+    "ReturnCompleted": {**_envelope(12), "warehouse_id": "WH-BJ-CY-01", "restocked": True},
+    "DamageClaimOpened": {**_envelope(11), "claim_id": "CLM-1", "description": "牛奶破损",
+                          "lines": [{"line_no": 3, "quantity": 2.0}], "claimed_cents": 2700},
+    "DamageClaimSettled": {**_envelope(12), "claim_id": "CLM-1", "settled_cents": 2700, "resolution": "REFUND"},
+    "GpsPing": {"event_id": "gps-1", "driver_id": "DRV-001", "vehicle_id": "VAN-001", "event_time": T0,
+                "producer": "driver-app/3.2", "lat": 39.93, "lng": 116.45, "speed_kmh": 32.5,
+                "heading_deg": 270.0, "accuracy_m": 5.0},
+    "SensorReading": {"event_id": "sen-1", "device_id": "SEN-VAN-001-A", "vehicle_id": "VAN-001",
+                      "warehouse_id": None, "compartment": "CHILLED", "event_time": T0, "producer": "sensor-gateway",
+                      "temperature_c": 3.2, "humidity_pct": 85.0},
+    "DeadLetter": {"source_topic": "kuailv.order-events.v1", "source_partition": 2, "source_offset": 41,
+                   "source_timestamp": T0, "key": b"KL20260601001", "value": b"\x01garbage",
+                   "reason_code": "NOT_AVRO_FRAMED", "reason": "magic byte is 1, expected 0", "event_id": None,
+                   "record_type": None, "schema_id": None, "consumer": "order-state-agent", "failed_at": T0},
+}
+
+
+def test_samples_cover_every_latest_record_type():
+    assert set(SAMPLES) == {e.short_name for e in CATALOG.entries()} - {"OrderState"}
+
+
+FRAMED = {name: codec.encode(name, record) for name, record in SAMPLES.items()}
+
+
+def _raises(data: bytes | None, error: type[CodecError], reason_code: str, schema_id: int | None) -> CodecError:
+    with pytest.raises(CodecError) as caught:
+        codec.decode(data)
+    assert type(caught.value) is error
+    assert caught.value.reason_code == reason_code
+    assert caught.value.schema_id == schema_id
+    return caught.value
+
+
+# --- framing ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data", [None, b"", b"\x00", b"\x00\x00", b"\x00\x00\x00", b"\x00\x00\x00\x02"],
+                         ids=["none", "empty", "1-byte", "2-bytes", "3-bytes", "4-bytes"])
+def test_missing_or_short_value_is_not_avro_framed(data: bytes | None):
+    _raises(data, NotAvroFramed, "NOT_AVRO_FRAMED", None)
+
+
+@pytest.mark.parametrize("magic", [1, 0x7F, 0x80, 0xFF, ord("{")])
+def test_wrong_magic_byte_is_not_avro_framed(magic: int):
+    data = bytes([magic]) + FRAMED["OrderCreated"][1:]
+    _raises(data, NotAvroFramed, "NOT_AVRO_FRAMED", None)
+
+
+def test_json_text_is_not_avro_framed():
+    _raises(b'{"order_id": "KL20260601001"}', NotAvroFramed, "NOT_AVRO_FRAMED", None)
+
+
+@pytest.mark.parametrize("schema_id", [0, 17, 100, 999, 2**31, 2**32 - 1])
+def test_unknown_schema_id(schema_id: int):
+    data = b"\x00" + schema_id.to_bytes(4, "big") + FRAMED["OrderCreated"][5:]
+    error = _raises(data, UnknownSchemaId, "UNKNOWN_SCHEMA_ID", schema_id)
+    assert str(schema_id) in str(error)
+
+
+# --- body ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("record_type", sorted(FRAMED))
+def test_every_truncation_of_a_body_fails_to_decode(record_type: str):
+    framed = FRAMED[record_type]
+    schema_id = CATALOG.latest(record_type).id
+    for end in range(5, len(framed)):
+        _raises(framed[:end], AvroDecodeFailed, "AVRO_DECODE_FAILED", schema_id)
+
+
+@pytest.mark.parametrize("garbage", [b"\x00", b"\x02\x00", b"trailing"])
+def test_trailing_bytes_fail_to_decode(garbage: bytes):
+    error = _raises(FRAMED["PaymentConfirmed"] + garbage, AvroDecodeFailed, "AVRO_DECODE_FAILED",
+                    CATALOG.latest("PaymentConfirmed").id)
+    assert f"{len(garbage)} trailing bytes" in str(error)
+
+
+def test_body_written_for_another_schema_fails_to_decode():
+    gps_header = b"\x00" + CATALOG.latest("GpsPing").id.to_bytes(4, "big")
+    _raises(gps_header + FRAMED["OrderCreated"][5:], AvroDecodeFailed, "AVRO_DECODE_FAILED",
+            CATALOG.latest("GpsPing").id)
+
+
+@settings(max_examples=500, deadline=None)
+@given(schema_id=st.sampled_from(KNOWN_IDS), body=st.binary(max_size=256))
+def test_random_body_behind_a_valid_header_decodes_or_fails_cleanly(schema_id: int, body: bytes):
+    data = b"\x00" + schema_id.to_bytes(4, "big") + body
+    try:
+        decoded = codec.decode(data)
+    except AvroDecodeFailed as exc:
+        assert (exc.reason_code, exc.schema_id) == ("AVRO_DECODE_FAILED", schema_id)
+    else:
+        assert isinstance(decoded, Decoded)
+        assert decoded.schema_id == schema_id
+        assert isinstance(decoded.value, dict)
+
+
+@settings(max_examples=500, deadline=None)
+@given(record_type=st.sampled_from(sorted(FRAMED)), data=st.data())
+def test_corrupted_byte_in_a_valid_record_decodes_or_fails_cleanly(record_type: str, data: st.DataObject):
+    framed = FRAMED[record_type]
+    position = data.draw(st.integers(5, len(framed) - 1), label="position")
+    corrupted = framed[:position] + bytes([data.draw(st.integers(0, 255), label="byte")]) + framed[position + 1:]
+    schema_id = CATALOG.latest(record_type).id
+    try:
+        decoded = codec.decode(corrupted)
+    except AvroDecodeFailed as exc:
+        assert exc.schema_id == schema_id
+    else:
+        assert decoded.schema_id == schema_id
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=64))
+def test_any_bytes_decode_or_raise_a_codec_error(data: bytes):
+    try:
+        codec.decode(data)
+    except CodecError as exc:
+        expected = {NotAvroFramed: "NOT_AVRO_FRAMED", UnknownSchemaId: "UNKNOWN_SCHEMA_ID",
+                    AvroDecodeFailed: "AVRO_DECODE_FAILED"}
+        assert expected[type(exc)] == exc.reason_code
+
+
+# --- encoding --------------------------------------------------------------------------
+
+REQUIRED_FIELDS = [
+    (name, field["name"])
+    for name in sorted(SAMPLES)
+    for field in CATALOG.latest(name).raw["fields"]
+    if "default" not in field
+]
+
+
+@pytest.mark.parametrize(("record_type", "field"), REQUIRED_FIELDS)
+def test_record_missing_a_required_field_fails_to_encode(record_type: str, field: str):
+    record = {k: v for k, v in SAMPLES[record_type].items() if k != field}
+    with pytest.raises(EncodeFailed) as caught:
+        codec.encode(record_type, record)
+    assert caught.value.reason_code == "AVRO_ENCODE_FAILED"
+    assert caught.value.schema_id == CATALOG.latest(record_type).id
+    assert field in str(caught.value)
+
+
+def test_fields_with_defaults_may_be_left_out():
+    record = {k: v for k, v in SAMPLES["OrderCreated"].items() if k != "remark"}
+    assert codec.decode(codec.encode("OrderCreated", record)).value["remark"] is None
+
+
+@pytest.mark.parametrize(("record_type", "change"), [
+    ("OrderCreated", {"customer_id": None}),
+    ("OrderCreated", {"version": "1"}),
+    ("OrderCreated", {"lines": None}),
+    ("OrderCreated", {"event_time": "2026-06-01T06:00:00Z"}),
+    ("PaymentConfirmed", {"method": "BITCOIN"}),
+    ("GpsPing", {"accuracy_m": "5m"}),
+    ("DeadLetter", {"key": "not bytes"}),
+    ("OrderCreated", {"event_id": "\ud800"}),
+    ("OrderCreated", {"total_cents": 2**63}),
+])
+def test_record_with_a_wrong_value_fails_to_encode(record_type: str, change: dict[str, Any]):
+    with pytest.raises(EncodeFailed) as caught:
+        codec.encode(record_type, {**SAMPLES[record_type], **change})
+    assert caught.value.schema_id == CATALOG.latest(record_type).id
+
+
+def test_record_with_an_unknown_field_fails_to_encode():
+    # A misspelt field ("remarks" for "remark") must not be dropped silently. Passed with
+    # strict_allow_default=True; fails since encode() stopped passing it.
+    with pytest.raises(EncodeFailed) as caught:
+        codec.encode("OrderCreated", {**SAMPLES["OrderCreated"], "remarks": "后门进"})
+    assert "remarks" in str(caught.value)
+
+
+def test_unknown_record_type_fails_to_encode():
+    with pytest.raises(UnknownRecordType) as caught:
+        codec.encode("OrderTeleported", {})
+    assert caught.value.reason_code == "UNEXPECTED_RECORD_TYPE"
+
+
+any_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.binary(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(record_type=st.sampled_from(sorted(SAMPLES)), data=st.data())
+def test_any_field_value_encodes_or_fails_with_encode_failed(record_type: str, data: st.DataObject):
+    record = dict(SAMPLES[record_type])
+    field = data.draw(st.sampled_from(sorted(record)), label="field")
+    record[field] = data.draw(any_value, label="value")
+    try:
+        codec.encode(record_type, record)
+    except EncodeFailed as exc:
+        assert exc.schema_id == CATALOG.latest(record_type).id
+
+
+# --- values that encode but should not (bugs: these tests fail) -----------------------
+
+def test_int_field_out_of_32_bit_range_fails_to_encode():
+    # Avro "int" is 32-bit; fastavro writes 2**31 as a longer varint that Java readers reject.
+    with pytest.raises(EncodeFailed):
+        codec.encode("PaymentConfirmed", {**SAMPLES["PaymentConfirmed"], "version": 2**31})
+
+
+def test_naive_datetime_fails_to_encode():
+    # fastavro encodes a naive datetime in the process's local time zone, so the bytes depend on TZ.
+    with pytest.raises(EncodeFailed):
+        codec.encode("PaymentConfirmed", {**SAMPLES["PaymentConfirmed"], "event_time": datetime(2026, 6, 1, 6, 0)})

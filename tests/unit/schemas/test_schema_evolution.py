@@ -1,0 +1,175 @@
+"""Schema ids and versions: old records keep decoding, the catalog stays consistent.
+
+``catalog.json`` is read raw here, not through ``CommittedCatalog``, because the
+loader keys entries by id and would hide a duplicate.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from importlib import resources
+from itertools import combinations
+from typing import Any
+
+import fastavro
+import pytest
+
+from schemas.catalog import CommittedCatalog, SchemaEntry, full_name
+from schemas.codec import AvroCodec
+from simulator.events import T0, order_created
+
+AVRO_DIR = resources.files("schemas").joinpath("avro")
+CATALOG_JSON = json.loads(AVRO_DIR.joinpath("catalog.json").read_text("utf-8"))
+ITEMS = CATALOG_JSON["schemas"]
+
+CATALOG = CommittedCatalog.load()
+codec = AvroCodec()
+
+_VERSIONS: dict[str, list[SchemaEntry]] = {}
+for _entry in CATALOG.entries():
+    _VERSIONS.setdefault(_entry.name, []).append(_entry)
+VERSION_PAIRS = [
+    (older, later)
+    for entries in _VERSIONS.values()
+    for older, later in combinations(sorted(entries, key=lambda e: e.version), 2)
+]
+
+
+def _frame(entry: SchemaEntry, value: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, entry.parsed, value)
+    return b"\x00" + entry.id.to_bytes(4, "big") + buf.getvalue()
+
+
+def sample(schema: Any, full: bool) -> Any:
+    """One valid value of ``schema``: the smallest (``full=False``) or one with every optional part filled."""
+    if isinstance(schema, list):
+        branches = [b for b in schema if b != "null"] if full else schema
+        return sample(branches[-1] if full else branches[0], full)
+    if isinstance(schema, str):
+        return {"null": None, "boolean": full, "int": 7 if full else 0, "long": 2**40 if full else 0,
+                "float": 1.5 if full else 0.0, "double": 39.9042 if full else 0.0,
+                "bytes": b"\x00\xff" if full else b"", "string": "有机菠菜" if full else ""}[schema]
+    kind = schema["type"]
+    if kind == "record":
+        return {f["name"]: sample(f["type"], full) for f in schema["fields"]}
+    if kind == "enum":
+        return schema["symbols"][-1 if full else 0]
+    if kind == "array":
+        return [sample(schema["items"], full), sample(schema["items"], full)] if full else []
+    if kind == "map":
+        return {"created": sample(schema["values"], full)} if full else {}
+    if schema.get("logicalType") == "timestamp-millis":
+        return datetime(2026, 6, 1, 6, 0, 0, 123000, tzinfo=UTC) if full else datetime(1970, 1, 1, tzinfo=UTC)
+    return sample(kind, full)
+
+
+# --- OrderCreated v1 -> v2 -------------------------------------------------------------
+
+def test_order_created_v1_decodes_into_the_v2_shape():
+    v1 = CATALOG.by_id(1)
+    assert (v1.name, v1.version) == ("kuailv.events.OrderCreated", 1)
+    assert AVRO_DIR.joinpath("events", "order_created.v1.avsc").read_text("utf-8")  # the old file stays
+    _, current = order_created("KL20260601001")
+    written_by_old_producer = {k: v for k, v in current.items() if k != "remark"}
+
+    decoded = codec.decode(_frame(v1, written_by_old_producer))
+
+    assert (decoded.record_type, decoded.schema_id) == ("OrderCreated", 1)
+    assert list(decoded.value) == [f["name"] for f in CATALOG.latest("OrderCreated").raw["fields"]]
+    assert decoded.value["remark"] is None
+    assert decoded.value == codec.decode(codec.encode("OrderCreated", current)).value
+    assert decoded.value["event_time"] == datetime.fromtimestamp(T0 / 1000, tz=UTC)
+
+
+def test_order_created_v2_only_adds_an_optional_remark():
+    v1, v2 = CATALOG.by_id(1).raw, CATALOG.by_id(2).raw
+    assert CATALOG.latest("OrderCreated").id == 2
+    assert v2["fields"][:-1] == v1["fields"]
+    assert v2["fields"][-1]["name"] == "remark"
+    assert v2["fields"][-1]["type"] == ["null", "string"]
+    assert v2["fields"][-1]["default"] is None
+
+
+def test_order_created_v1_json_form_reads_with_v2():
+    _, current = order_created("KL20260601001")
+    as_json = codec.to_avro_json("OrderCreated", current)
+    del as_json["remark"]  # a replay file written before v2
+    assert codec.from_avro_json("OrderCreated", as_json)["remark"] is None
+
+
+# --- every later version reads every earlier one --------------------------------------
+
+def test_there_is_a_version_pair_to_check():
+    assert [(o.id, later.id) for o, later in VERSION_PAIRS] == [(1, 2)]
+
+
+@pytest.mark.parametrize(("older", "later"), VERSION_PAIRS,
+                         ids=[f"{o.short_name}-v{o.version}-read-by-v{n.version}" for o, n in VERSION_PAIRS])
+@pytest.mark.parametrize("full", [False, True], ids=["minimal", "full"])
+def test_later_version_reads_records_of_an_earlier_one(older: SchemaEntry, later: SchemaEntry, full: bool):
+    value = sample(older.raw, full)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, older.parsed, value)
+    buf.seek(0)
+
+    read = fastavro.schemaless_reader(buf, older.parsed, later.parsed)
+
+    old_fields = {f["name"] for f in older.raw["fields"]}
+    for field in later.raw["fields"]:
+        expected = value[field["name"]] if field["name"] in old_fields else field["default"]
+        assert read[field["name"]] == expected, field["name"]
+
+
+@pytest.mark.parametrize(("older", "later"), VERSION_PAIRS,
+                         ids=[f"{o.short_name}-v{o.version}-v{n.version}" for o, n in VERSION_PAIRS])
+def test_fields_added_by_a_later_version_have_defaults(older: SchemaEntry, later: SchemaEntry):
+    old_fields = {f["name"] for f in older.raw["fields"]}
+    added = [f for f in later.raw["fields"] if f["name"] not in old_fields]
+    assert all("default" in f for f in added), [f["name"] for f in added if "default" not in f]
+
+
+# --- the catalog itself ----------------------------------------------------------------
+
+def test_schema_ids_are_unique():
+    ids = [item["id"] for item in ITEMS]
+    assert len(ids) == len(set(ids))
+    assert all(isinstance(i, int) and 0 < i < 2**31 for i in ids)
+
+
+def test_versions_of_a_name_are_unique_and_start_at_one():
+    versions: dict[str, list[int]] = {}
+    for item in ITEMS:
+        versions.setdefault(item["name"], []).append(item["version"])
+    for name, numbers in versions.items():
+        assert sorted(numbers) == list(range(1, len(numbers) + 1)), name
+
+
+def test_files_are_unique_and_every_avsc_file_is_in_the_catalog():
+    listed = [item["file"] for item in ITEMS]
+    assert len(listed) == len(set(listed))
+    on_disk = sorted(
+        f"{folder.name}/{f.name}"
+        for folder in AVRO_DIR.iterdir() if folder.is_dir()
+        for f in folder.iterdir() if f.name.endswith(".avsc")
+    )
+    assert sorted(listed) == on_disk
+
+
+@pytest.mark.parametrize("item", ITEMS, ids=[f"{i['id']}-{i['file']}" for i in ITEMS])
+def test_every_file_parses_and_holds_the_named_record(item: dict[str, Any]):
+    raw = json.loads(AVRO_DIR.joinpath(item["file"]).read_text("utf-8"))
+    fastavro.parse_schema(raw, _write_hint=False)
+    assert raw["type"] == "record"
+    assert full_name(raw) == item["name"]
+    entry = CATALOG.by_id(item["id"])
+    assert (entry.name, entry.version, entry.raw) == (item["name"], item["version"], raw)
+
+
+def test_latest_is_the_highest_version_by_full_and_short_name():
+    for name, entries in _VERSIONS.items():
+        newest = max(entries, key=lambda e: e.version)
+        assert CATALOG.latest(name) is newest
+        assert CATALOG.latest(newest.short_name) is newest
