@@ -9,6 +9,7 @@ times as epoch ms.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,7 +37,21 @@ def _line_nos(view: View | None) -> set[int]:
     return {line["line_no"] for line in view["lines"]} if view else set()
 
 
+def _check_finite(value: Any, path: str) -> None:
+    if isinstance(value, float):
+        _require(math.isfinite(value), f"{path} is {value}: numbers must be finite")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite(v, f"{path}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{path}[{i}]")
+
+
 def validate(event_type: str, event: Event, view: View | None) -> None:
+    """Raise InvalidEvent for impossible data. A missing or mistyped field raises
+    KeyError/TypeError, which the fold also turns into an INVALID_EVENT rejection."""
+    _check_finite(event, event_type)
     if event_type == "OrderCreated":
         lines = event["lines"]
         _require(len(lines) > 0, "an order needs at least one line")
@@ -51,18 +66,33 @@ def validate(event_type: str, event: Event, view: View | None) -> None:
         return
     known = _line_nos(view)
     if event_type == "StockChecked":
+        checked = [line["line_no"] for line in event["lines"]]
+        _require(sorted(checked) == sorted(known),
+                 f"stock check covers lines {sorted(checked)}, the order has lines {sorted(known)}")
         for line in event["lines"]:
-            _require(line["line_no"] in known, f"stock line {line['line_no']} is not on the order")
             _require(line["available"] >= 0, f"stock line {line['line_no']} has negative availability")
+            short = line["available"] < line["requested"]
+            _require(short == (line["status"] == "SHORT"),
+                     f"stock line {line['line_no']}: status {line['status']} but {line['available']} of "
+                     f"{line['requested']} available")
     elif event_type == "LineWeighed":
         _require(event["line_no"] in known, f"weighed line {event['line_no']} is not on the order")
         _require(event["picked_quantity"] >= 0 and event["measured_kg"] >= 0 and event["expected_kg"] >= 0,
                  f"line {event['line_no']}: negative picked quantity or weight")
     elif event_type in ("OrderDelivered", "ReturnStarted", "DamageClaimOpened"):
+        ordered = {line["line_no"]: line["ordered"] for line in view["lines"]} if view else {}
         for line in event["lines"]:
             qty = line.get("delivered_quantity", line.get("quantity"))
             _require(line["line_no"] in known, f"line {line['line_no']} is not on the order")
-            _require(qty is not None and qty >= 0, f"line {line['line_no']}: negative quantity")
+            _require(qty is not None and 0 <= qty <= ordered[line["line_no"]],
+                     f"line {line['line_no']}: quantity {qty} is outside 0..{ordered[line['line_no']]} ordered")
+        if event_type == "DamageClaimOpened":
+            _require(event["claimed_cents"] >= 0, "negative claim amount")
+    elif event_type == "DamageClaimSettled":
+        claim = view.get("claim") if view else None
+        _require(claim is not None and claim["claim_id"] == event["claim_id"],
+                 f"claim {event['claim_id']} was never opened on this order")
+        _require(event["settled_cents"] >= 0, "negative settlement")
     elif event_type == "PaymentConfirmed":
         _require(event["amount_cents"] >= 0, "negative payment amount")
     for key in ("location", "origin"):

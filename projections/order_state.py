@@ -73,8 +73,8 @@ def fold(state: State | None, event_type: str, event: Mapping[str, Any]) -> Fold
                             f"event for order {order_id} folded into order {state['order_id']}")
     if event_type not in TRANSITIONS:
         return _reject_only(state, event_type, event, "INVALID_EVENT", f"{event_type} is not an order event")
-    if not isinstance(version, int) or version < 1:
-        return _reject_only(state, event_type, event, "INVALID_EVENT", f"version {version!r} must be >= 1")
+    if type(version) is not int or not 1 <= version < 2**31:
+        return _reject_only(state, event_type, event, "INVALID_EVENT", f"version {version!r} must be in 1..2^31-1")
 
     applied = state["applied"]
     if version <= applied:
@@ -126,15 +126,24 @@ def _apply_in_order(state: State, event_type: str, event: Mapping[str, Any]) -> 
         validate(event_type, event, view)
         stages = view["stages"] if view else {}
         target = next_status(event["order_id"], status, stages, event_type, event)
+        new_view = apply_event(view, event_type, event, target.value, TRANSITIONS[event_type].stage)
     except (IllegalTransition, InvalidEvent) as exc:
-        state["rejected"] += 1
-        if view is not None:
-            state["view"] = {**view, "rejected_events": state["rejected"]}
-        return _rejection(event_type, event, exc.reason_code, str(exc))
-    new_view = apply_event(view, event_type, event, target.value, TRANSITIONS[event_type].stage)
+        return _count_rejection(state, view, _rejection(event_type, event, exc.reason_code, str(exc)))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # Malformed data (missing or mistyped field) that bypassed the schema: reject it
+        # like any impossible event, so a bad record can never block its order.
+        reason = f"order {event.get('order_id')}: malformed {event_type}: {type(exc).__name__}: {exc}"
+        return _count_rejection(state, view, _rejection(event_type, event, "INVALID_EVENT", reason))
     new_view["rejected_events"] = state["rejected"]
     state["view"] = new_view
     return None
+
+
+def _count_rejection(state: State, view: dict[str, Any] | None, rejection: Rejection) -> Rejection:
+    state["rejected"] += 1
+    if view is not None:
+        state["view"] = {**view, "rejected_events": state["rejected"]}
+    return rejection
 
 
 def _rejection(event_type: str, event: Mapping[str, Any], code: str, reason: str) -> Rejection:

@@ -31,7 +31,8 @@ class OrderStatus(StrEnum):
 
 
 S = OrderStatus
-TERMINAL = frozenset({S.RETURNED, S.CLAIM_SETTLED, S.CANCELLED, S.OUT_OF_STOCK})
+# No event leaves these. OUT_OF_STOCK is not terminal: the order can still be cancelled.
+TERMINAL = frozenset({S.RETURNED, S.CLAIM_SETTLED, S.CANCELLED})
 
 
 class IllegalTransition(Exception):

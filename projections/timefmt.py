@@ -37,7 +37,7 @@ def iso(epoch_ms: int | None) -> str | None:
 
 
 def jsonable(value: Any) -> Any:
-    """A copy with datetimes turned into epoch ms and bytes into latin-1 text."""
+    """A copy with datetimes turned into epoch ms (lists for tuples)."""
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -127,7 +127,7 @@ def _restaurant(rng: random.Random, no: int, width: int, used: set[str],
                       nearest.id)
 
 
-def build_city(seed: int, n_warehouses: int = 3, n_restaurants: int = 120, n_drivers: int = 30) -> City:
+def build_city(seed: int, n_warehouses: int = 3, n_restaurants: int = 150, n_drivers: int = 30) -> City:
     """A deterministic city for ``seed``."""
     if n_restaurants < 1:
         raise ValueError("n_restaurants must be >= 1")
@@ -138,10 +138,27 @@ def build_city(seed: int, n_warehouses: int = 3, n_restaurants: int = 120, n_dri
     width = max(4, len(str(n_restaurants)))
     used: set[str] = set()
     restaurants = tuple(_restaurant(rng, i, width, used, warehouses) for i in range(1, n_restaurants + 1))
+    homes = _driver_homes(warehouses, restaurants, n_drivers)
     dwidth = max(3, len(str(n_drivers)))
     drivers = []
-    for i in range(1, n_drivers + 1):
+    for i, home in enumerate(homes, start=1):
         num = f"{i:0{dwidth}d}"
         drivers.append(Driver(f"DRV-{num}", fake_name(rng), fake_phone(rng), f"VAN-{num}", fake_plate(rng),
-                              f"TS-VAN-{num}", warehouses[(i - 1) % len(warehouses)].id))
+                              f"TS-VAN-{num}", home))
     return City(warehouses, restaurants, tuple(drivers))
+
+
+def _driver_homes(warehouses: tuple[Warehouse, ...], restaurants: tuple[Restaurant, ...], n: int) -> list[str]:
+    """Depot of each driver: two per depot, the rest in proportion to the customers each serves."""
+    served = [sum(r.warehouse_id == wh.id for r in restaurants) for wh in warehouses]
+    spare = n - 2 * len(warehouses)
+    shares = [spare * c / len(restaurants) for c in served]
+    counts = [2 + int(x) for x in shares]
+    by_remainder = sorted(range(len(warehouses)), key=lambda i: (-(shares[i] - int(shares[i])), i))
+    for i in by_remainder[: n - sum(counts)]:
+        counts[i] += 1
+    pools = [[wh.id] * c for wh, c in zip(warehouses, counts, strict=True)]
+    homes: list[str] = []
+    while any(pools):  # interleave depots across driver ids
+        homes.extend(pool.pop() for pool in pools if pool)
+    return homes

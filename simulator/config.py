@@ -75,7 +75,7 @@ class SimulationConfig:
     start: int = T0  # epoch ms: event time of the first order
     orders_per_hour: float = 60.0  # Poisson arrivals
     n_warehouses: int = 3
-    n_restaurants: int = 120
+    n_restaurants: int = 150
     n_drivers: int = 30
     max_stops: int = 6  # orders per van trip
     dispatch_hold_s: float = 900.0  # a ready order waits at most this long for a fuller van

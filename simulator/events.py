@@ -144,10 +144,13 @@ def order_story(order_id: str, start: int = T0, *, ending: str = "signed") -> li
     if ending == "out_of_stock":
         add(stock_checked, lines, {ln["line_no"]: 0.0 for ln in lines})
         return events
-    add(stock_checked, lines, {2: 2.0})  # partial shortage on the pork
+    short = {2: 2.0}  # partial shortage on the pork: 2 of 3 kg
+    add(stock_checked, lines, short)
     add(picking_started)
+    picked = {ln["line_no"]: min(ln["quantity"], short.get(ln["line_no"], ln["quantity"])) for ln in lines}
     for ln in lines:
-        add(line_weighed, ln, None, (ln["quantity"] * 0.98) if ln["unit"] == "KG" else None)
+        qty = picked[ln["line_no"]]
+        add(line_weighed, ln, qty, (qty * 0.98) if ln["unit"] == "KG" else None)
     add(order_packed)
     add(order_dispatched, "DRV-001", start + 90 * MINUTE)
     if ending == "redispatched":
@@ -156,5 +159,5 @@ def order_story(order_id: str, start: int = T0, *, ending: str = "signed") -> li
     if ending == "refused":
         add(delivery_refused)
         return events
-    add(order_delivered, lines)
+    add(order_delivered, [{**ln, "quantity": picked[ln["line_no"]]} for ln in lines])
     return events

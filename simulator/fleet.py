@@ -97,9 +97,10 @@ class Fleet:
         yield from ()
 
     def _batch(self, depot: Depot) -> list[SimOrder]:
-        """The oldest ready order plus its nearest neighbours, in nearest-neighbour visiting order."""
+        """The oldest ready order plus its nearest neighbours with a similar window, in visiting order."""
         head = depot.queue[0]
-        others = sorted(depot.queue[1:], key=lambda o: haversine_m(head.restaurant.location, o.restaurant.location))
+        similar = [o for o in depot.queue[1:] if o.window[0] <= head.window[0] + 30 * MINUTE]
+        others = sorted(similar, key=lambda o: haversine_m(head.restaurant.location, o.restaurant.location))
         batch = [head, *others[: self.config.max_stops - 1]]
         taken = {o.order_id for o in batch}
         depot.queue = [o for o in depot.queue if o.order_id not in taken]
@@ -131,15 +132,15 @@ class Fleet:
         yield from self._drive(van, plan_route(self.rng, van.pos, spot))
         yield self.engine.now + int(self.rng.uniform(8, 15) * MINUTE)  # move the boxes across
         yield from self._dispatch_all(van, stops)
-        yield from self._run_stops(van, stops)
+        yield from self._run_stops(van, stops, may_crash=False)  # one accident per order at most: runs end
 
-    def _run_stops(self, van: Van, stops: list[SimOrder]) -> Process:
+    def _run_stops(self, van: Van, stops: list[SimOrder], may_crash: bool = True) -> Process:
         engine, rng = self.engine, self.rng
         while stops:
             o = stops[0]
             route = plan_route(rng, van.pos, o.restaurant.location)
             crash_s = None
-            if route.duration_s > 60 and rng.random() < self.config.p_accident:
+            if may_crash and route.duration_s > 60 and rng.random() < self.config.p_accident:
                 crash_s = route.duration_s * rng.uniform(0.2, 0.8)
             yield from self._drive(van, route, crash_s)
             if crash_s is not None:

@@ -1,7 +1,7 @@
 """One order: its plan (decided when it is placed) and its warehouse-side flow.
 
 ``plan_order`` draws everything random about an order from its own seeded
-generator: customer, lines, delivery window, fate, shortages. ``warehouse_flow``
+generator: lines, delivery window, fate, shortages. ``warehouse_flow``
 is the process from OrderCreated to OrderPacked (or an early ending); a packed
 order is handed to the fleet, which dispatches and delivers it.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from simulator.catalogue import BY_SKU, draw_lines, line_total_cents
+from simulator.catalogue import BY_SKU, draw_lines
 from simulator.city import City, Restaurant, Warehouse
 from simulator.config import Command, SimulationConfig
 from simulator.events import MINUTE
@@ -46,7 +46,7 @@ class SimOrder:
 
     @property
     def total_cents(self) -> int:
-        return sum(line_total_cents(ln) for ln in self.lines)
+        return round(sum(ln["quantity"] * ln["unit_price_cents"] for ln in self.lines))
 
     def cmd(self, at: int, name: str, payload: dict[str, Any]) -> Command:
         return Command(at, self.order_id, name, payload)
@@ -92,9 +92,9 @@ def _availability(rng: random.Random, lines: list[dict[str, Any]], fate: str, p_
     return available
 
 
-def plan_order(config: SimulationConfig, city: City, seq: int, order_id: str, at: int) -> SimOrder:
+def plan_order(config: SimulationConfig, city: City, seq: int, order_id: str, at: int,
+               restaurant: Restaurant) -> SimOrder:
     rng = random.Random(f"kuailv-order:{config.seed}:{seq}")
-    restaurant = rng.choice(city.restaurants)
     lines = draw_lines(rng)
     start = -(-(at + int(rng.uniform(90, 180) * MINUTE)) // HALF_HOUR) * HALF_HOUR  # next half hour
     window = (start, start + rng.choice((60, 90, 120)) * MINUTE)
@@ -157,6 +157,9 @@ def warehouse_flow(engine: Engine, fleet: Fleet, o: SimOrder, config: Simulation
     yield after(1, 5)
     yield o.cmd(engine.now, "check_stock", _stock_payload(o))
     if o.fate == "out_of_stock":
+        if rng.random() < 0.5:  # the shortage notice goes out; half the customers get an automatic refund
+            yield after(10, 30)
+            yield o.cmd(engine.now, "cancel", {"reason": "全部缺货, 自动取消并退款", "cancelled_by": "SYSTEM"})
         return
     if o.fate == "cancel_paid":
         yield after(5, 30)

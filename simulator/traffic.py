@@ -19,7 +19,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from simulator.city import City, build_city
+from simulator.city import City, Restaurant, build_city
 from simulator.config import COMMAND_EVENTS, PRODUCERS, Command, SimulationConfig, Step, Telemetry
 from simulator.engine import Engine, Process
 from simulator.events import event_id
@@ -28,8 +28,9 @@ from simulator.orders import beijing_date, order_id_for, plan_order, warehouse_f
 from simulator.sensors import SensorChannel, SensorDevice
 
 __all__ = [
-    "COMMAND_EVENTS", "PRODUCERS", "Command", "SimulationConfig", "Step", "Telemetry", "city_for",
-    "command_to_event", "event_log", "iter_event_log", "sensor_devices", "simulate", "wall_delay",
+    "COMMAND_EVENTS", "DERIVED_FIELDS", "PRODUCERS", "Command", "SimulationConfig", "Step", "Telemetry",
+    "city_for", "command_kwargs", "command_to_event", "event_log", "iter_event_log", "sensor_devices", "simulate",
+    "wall_delay",
 ]
 
 Record = tuple[str, dict[str, Any]]
@@ -63,8 +64,12 @@ def simulate(config: SimulationConfig) -> Iterator[Step]:
 
 
 def _arrivals(engine: Engine, fleet: Fleet, city: City, config: SimulationConfig) -> Process:
-    """Poisson order arrivals; ids restart at 0001 on each Beijing calendar day."""
+    """Poisson order arrivals; ids restart at 0001 on each Beijing calendar day.
+
+    Customers come from a shuffled deck: every restaurant orders once before any orders again.
+    """
     rng = random.Random(f"kuailv-arrivals:{config.seed}")
+    deck: list[Restaurant] = []
     width = max(4, len(str(config.orders)))
     mean_gap_ms = 3_600_000 / config.orders_per_hour
     day, day_seq = "", 0
@@ -73,7 +78,10 @@ def _arrivals(engine: Engine, fleet: Fleet, city: City, config: SimulationConfig
             yield engine.now + int(rng.expovariate(1.0 / mean_gap_ms))
         date = beijing_date(engine.now)
         day, day_seq = date, (day_seq + 1 if date == day else 1)
-        order = plan_order(config, city, seq, order_id_for(date, day_seq, width), engine.now)
+        if not deck:
+            deck = list(city.restaurants)
+            rng.shuffle(deck)
+        order = plan_order(config, city, seq, order_id_for(date, day_seq, width), engine.now, deck.pop())
         engine.spawn(engine.now, warehouse_flow(engine, fleet, order, config))
 
 
@@ -91,6 +99,18 @@ def command_to_event(cmd: Command, version: int) -> Record:
         **cmd.payload,
     }
     return COMMAND_EVENTS[cmd.name], record
+
+
+# Payload fields the command side derives itself rather than taking as arguments.
+DERIVED_FIELDS: dict[str, tuple[str, ...]] = {"create": ("total_cents",)}
+
+
+def command_kwargs(cmd: Command) -> dict[str, Any]:
+    """Keyword arguments for ``OrderService.execute(cmd.name, cmd.order_id, **kwargs)``:
+    ``at``, ``producer`` and the payload minus fields the aggregate derives (``total_cents``)."""
+    derived = DERIVED_FIELDS.get(cmd.name, ())
+    return {"at": cmd.at, "producer": PRODUCERS[cmd.name],
+            **{k: v for k, v in cmd.payload.items() if k not in derived}}
 
 
 def iter_event_log(config: SimulationConfig) -> Iterator[Record]:

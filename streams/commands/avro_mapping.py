@@ -23,7 +23,7 @@ from typing import Any
 
 from fastavro.validation import ValidationError, validate
 
-from projections.timefmt import ms
+from projections.timefmt import jsonable, ms
 from schemas.codec import AvroCodec
 from schemas.errors import EncodeFailed
 from streams.commands.order_aggregate import COMMANDS, RECORD_TYPES, Order, order_uuid, plain
@@ -35,6 +35,7 @@ ENVELOPE_FIELDS = ("event_id", "order_id", "version", "event_time", "producer")
 
 AvroRecord = tuple[str, dict[str, Any]]
 
+_MISSING = object()
 _COMMAND_OF_RECORD = {record_type: command for command, record_type in COMMANDS.items()}
 
 
@@ -67,14 +68,22 @@ def to_avro(event: Order.Event) -> AvroRecord:
 
 
 def encode_checked(codec: AvroCodec, record_type: str, record: dict[str, Any]) -> bytes:
-    """Validate strictly against the schema (the encoder alone truncates 1.5 into a long), then encode."""
+    """Encode, refusing anything the Avro bytes would not carry faithfully: fastavro's writer
+    truncates 1.5 into a long and drops fields the schema lacks (at any depth), and its
+    validator does not flag those extra fields, so the encoded record is decoded and compared."""
     entry = codec.catalog.latest(record_type)
     try:
         validate(record, entry.parsed, raise_errors=True)
     except ValidationError as exc:
         raise EncodeFailed(f"{entry.name} record does not match schema id {entry.id}: {exc}",
                            schema_id=entry.id) from exc
-    return codec.encode(record_type, record)
+    data = codec.encode(record_type, record)
+    back = jsonable(codec.decode(data).value)
+    if back != record:
+        diff = sorted(k for k in set(record) | set(back) if record.get(k, _MISSING) != back.get(k, _MISSING))
+        raise EncodeFailed(f"{entry.name} record does not survive an Avro round trip (schema id {entry.id}); "
+                           f"fields that differ: {diff}", schema_id=entry.id)
+    return data
 
 
 def to_command(record_type: str, record: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:

@@ -16,7 +16,7 @@ from schemas.codec import AvroCodec
 from schemas.errors import EncodeFailed
 from simulator.events import T0, order_story
 from streams.commands.avro_mapping import MappingError, encode_checked, event_id, to_avro, to_command
-from streams.commands.errors import CommandError
+from streams.commands.errors import CommandError, InvalidCommand
 from streams.commands.order_service import OrderService
 from tests.unit.commands.order_commands_kit import ENDINGS, PATHS, PAYLOADS, command_for, drive, status_of
 
@@ -109,21 +109,29 @@ def test_simulator_stories_round_trip_through_the_command_side(ending: str) -> N
     assert service.find("KL-RT").status.value == ENDINGS[ending]  # type: ignore[union-attr]
 
 
-def test_encode_checked_is_stricter_than_the_encoder() -> None:
+def test_encode_checked_refuses_what_avro_would_not_carry_faithfully() -> None:
     _, record = to_avro(_first_event())
     with pytest.raises(EncodeFailed, match="OrderCreated"):
         encode_checked(CODEC, "OrderCreated", {**record, "total_cents": 1.5})
     with pytest.raises(EncodeFailed):
         encode_checked(CODEC, "OrderCreated", {**record, "lines": [{**record["lines"][0], "unit": "BOX"}]})
+    with pytest.raises(EncodeFailed, match=r"OrderCreated.*colour"):
+        encode_checked(CODEC, "OrderCreated", {**record, "colour": "green"})
+    with pytest.raises(EncodeFailed, match=r"OrderCreated.*(lines|note)"):
+        encode_checked(CODEC, "OrderCreated", {**record, "lines": [{**record["lines"][0], "note": "x"}]})
 
 
 def test_a_command_whose_event_could_not_be_published_is_refused_and_not_stored() -> None:
     service = OrderService.from_url("memory://")
     drive(service, "KL-X", ["create"])
     _, kwargs = command_for("confirm_payment", "KL-X", T0)
-    with pytest.raises(CommandError, match="command confirm_payment: order KL-X: .*PaymentMethod|WECHAT"):
+    with pytest.raises(InvalidCommand, match=r"(?s)^command confirm_payment: order KL-X: .*method is <WECHAT>"):
         service.confirm_payment("KL-X", **{**kwargs, "method": "WECHAT"})
     assert service.find("KL-X").version == 1  # type: ignore[union-attr]
+    _, kwargs = command_for("create", "KL-Y", T0)
+    with pytest.raises(InvalidCommand, match=r"command create: order KL-Y: .*OrderCreated.*(lines|note)"):
+        service.create("KL-Y", **{**kwargs, "lines": [{**kwargs["lines"][0], "note": "dropped by Avro"}]})
+    assert service.find("KL-Y") is None
 
 
 def test_non_order_events_are_refused() -> None:

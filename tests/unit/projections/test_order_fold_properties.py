@@ -214,8 +214,10 @@ def test_conflict_with_a_held_version_is_a_version_conflict():
 
     assert result.state == snapshot
     assert [r.reason_code for r in result.rejections] == ["VERSION_CONFLICT"]
-    final, _ = _fold_seq([(t, e) for t, e in events if e["version"] != 5] + [events[4]])
-    assert final == in_order(events)[ORDER_ID]
+    resumed = result.state
+    for event_type, event in events[1:4] + events[5:]:
+        resumed = fold(resumed, event_type, event).state
+    assert resumed == in_order(events)[ORDER_ID]
 
 
 def _with_inserted(events: list[Event], inserted: Event) -> list[Event]:
@@ -237,7 +239,8 @@ def test_illegal_event_consumes_its_version_and_later_events_still_apply():
     result = fold(after_payment, *events[2])
 
     [rejection] = result.rejections
-    assert (rejection.reason_code, rejection.event_type, rejection.version) == ("ILLEGAL_TRANSITION", "OrderDelivered", 3)
+    assert (rejection.reason_code, rejection.event_type, rejection.version) == (
+        "ILLEGAL_TRANSITION", "OrderDelivered", 3)
     assert "PAID" in rejection.reason and ORDER_ID in rejection.reason
     assert result.applied == 0
     state = result.state
@@ -266,16 +269,18 @@ def test_illegal_event_in_any_order_gives_the_same_state(data: st.DataObject):
 
 def _invalid_cases() -> list[tuple[str, int, Event]]:
     lines = order_created(ORDER_ID)[1]["lines"]
-    negative_line = {**lines[0], "quantity": -1.0}
-    _, bad_origin = order_dispatched(ORDER_ID, 9, T0 + 45 * MINUTE)
-    return [
-        ("negative quantity", 1, order_created(ORDER_ID, lines=[negative_line, *lines[1:]])),
-        ("unknown line number", 5, line_weighed(ORDER_ID, 5, T0 + 25 * MINUTE, {**lines[0], "line_no": 9})),
-        ("negative weight", 5, line_weighed(ORDER_ID, 5, T0 + 25 * MINUTE, lines[0], measured_kg=-0.5)),
-        ("lat 200", 9, ("OrderDispatched", {**bad_origin, "origin": {"lat": 200.0, "lng": 116.4}})),
-        ("lng -181", 10, exception_reported(ORDER_ID, 10, T0 + 50 * MINUTE)),
-        ("NaN latitude", 9, ("OrderDispatched", {**bad_origin, "origin": {"lat": float("nan"), "lng": 116.4}})),
+    dispatched = order_dispatched(ORDER_ID, 9, T0 + 45 * MINUTE)[1]
+    exception = exception_reported(ORDER_ID, 10, T0 + 50 * MINUTE)[1]
+    cases = [
+        ("negative quantity", order_created(ORDER_ID, lines=[{**lines[0], "quantity": -1.0}, *lines[1:]])),
+        ("unknown line number", line_weighed(ORDER_ID, 5, T0 + 25 * MINUTE, {**lines[0], "line_no": 9})),
+        ("negative weight", line_weighed(ORDER_ID, 5, T0 + 25 * MINUTE, lines[0], measured_kg=-0.5)),
+        ("lat 200", ("OrderDispatched", {**dispatched, "origin": {"lat": 200.0, "lng": 116.4}})),
+        ("NaN latitude", ("OrderDispatched", {**dispatched, "origin": {"lat": float("nan"), "lng": 116.4}})),
+        ("lng -181", ("ExceptionReported", {**exception, "location": {"lat": 39.93, "lng": -181.0}})),
     ]
+    return [(what, e["version"], (t, {**e, "event_id": event_id(ORDER_ID, e["version"], "bad")}))
+            for what, (t, e) in cases]
 
 
 INVALID = _invalid_cases()
@@ -283,11 +288,7 @@ INVALID = _invalid_cases()
 
 @pytest.mark.parametrize(("what", "version", "bad"), INVALID, ids=[c[0] for c in INVALID])
 def test_impossible_data_is_an_invalid_event(what: str, version: int, bad: Event):
-    events = story("redispatched")
-    if what == "lng -181":
-        bad = (bad[0], {**bad[1], "location": {"lat": 39.93, "lng": -181.0}})
-    bad = (bad[0], {**bad[1], "event_id": event_id(ORDER_ID, version, "bad")})
-    before, _ = _fold_seq(events[:version - 1]) if version > 1 else (None, [])
+    before = fold_all(story("redispatched")[:version - 1])[0].get(ORDER_ID)
 
     result = fold(before, *bad)
 
@@ -297,6 +298,36 @@ def test_impossible_data_is_an_invalid_event(what: str, version: int, bad: Event
     assert result.state["rejected"] == 1
     if before is not None:
         assert result.state["view"] == {**before["view"], "rejected_events": 1}
+
+
+def _non_finite_cases() -> list[tuple[str, int, Event]]:
+    events = story("signed")
+    created_type, created = events[0]
+    lines = created["lines"]
+    stock_type, stock = events[2]
+    return [
+        ("infinite ordered quantity",
+         1, (created_type, {**created, "lines": [{**lines[0], "quantity": float("inf")}, *lines[1:]]})),
+        ("NaN requested at stock check",
+         3, (stock_type, {**stock, "lines": [{**stock["lines"][1], "requested": float("nan")}]})),
+        ("infinite measured weight",
+         5, line_weighed(ORDER_ID, 5, T0 + 25 * MINUTE, lines[0], measured_kg=float("inf"))),
+    ]
+
+
+NON_FINITE = _non_finite_cases()
+
+
+@pytest.mark.parametrize(("what", "version", "bad"), NON_FINITE, ids=[c[0] for c in NON_FINITE])
+def test_non_finite_numbers_are_invalid_events(what: str, version: int, bad: Event):
+    # Fails today: Avro doubles may be NaN/inf, validate() lets these through, and the state then
+    # holds NaN/Infinity, which is not JSON (json.dumps(..., allow_nan=False) fails; JS clients reject it).
+    before = fold_all(story("signed")[:version - 1])[0].get(ORDER_ID)
+
+    result = fold(before, *bad)
+
+    assert [r.reason_code for r in result.rejections] == ["INVALID_EVENT"]
+    json.dumps(result.state, allow_nan=False)
 
 
 def _packed_at(version: int) -> Event:
@@ -350,7 +381,6 @@ json_values = st.recursive(
 )
 
 REDISPATCHED = story("redispatched")
-NEXT_AFTER = {n: REDISPATCHED[n] for n in range(len(REDISPATCHED))}
 
 
 @st.composite
@@ -359,7 +389,7 @@ def garbage_events(draw: st.DrawFn) -> tuple[int, str, dict[str, Any]]:
     values replaced by any JSON value, any order event type. The envelope stays."""
     n = draw(st.integers(0, len(REDISPATCHED) - 1), label="events before")
     event_type = draw(st.sampled_from(sorted(ORDER_EVENT_TYPES)), label="event type")
-    _, template = NEXT_AFTER[n]
+    _, template = REDISPATCHED[n]
     envelope = {k: template[k] for k in ("event_id", "order_id", "version", "event_time", "producer")}
     body = {}
     for key, value in template.items():
@@ -382,6 +412,21 @@ def test_fold_never_raises_on_garbage_events(case: tuple[int, str, dict[str, Any
     result = fold(state, event_type, event)
     assert result.applied == 1 or [r.reason_code for r in result.rejections] in (
         ["INVALID_EVENT"], ["ILLEGAL_TRANSITION"])
+
+
+def test_malformed_held_event_does_not_block_the_event_that_closes_the_gap():
+    # Fails today: version 3 is buffered unchecked; when version 2 arrives the drain raises
+    # KeyError('lines'), so version 2 never applies and every later event of the order fails too.
+    created, payment, stock = story("signed")[:3]
+    state = fold(None, *created).state
+    malformed = {k: v for k, v in stock[1].items() if k != "lines"}
+    state = fold(state, "StockChecked", malformed).state
+    assert list(state["pending"]) == ["3"]
+
+    result = fold(state, *payment)
+
+    assert result.state["view"]["status"] == "PAID"
+    assert [r.reason_code for r in result.rejections] == ["INVALID_EVENT"]
 
 
 def _replace_numbers(value: Any, draw: st.DrawFn, path: str) -> Any:

@@ -103,7 +103,7 @@ def test_order_created_v1_json_form_reads_with_v2():
 # --- every later version reads every earlier one --------------------------------------
 
 def test_there_is_a_version_pair_to_check():
-    assert [(o.id, later.id) for o, later in VERSION_PAIRS] == [(1, 2)]
+    assert (1, 2) in [(o.id, later.id) for o, later in VERSION_PAIRS]
 
 
 @pytest.mark.parametrize(("older", "later"), VERSION_PAIRS,
