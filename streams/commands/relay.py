@@ -36,6 +36,7 @@ from schemas.codec import AvroCodec
 from schemas.topics import ORDER_EVENTS
 from streams.commands.avro_mapping import encode_checked, to_avro
 from streams.commands.order_service import OrderService
+from streams.sinks.kafka_output import idempotent_producer_config
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,9 @@ ProducerFactory = Callable[[], ProducerLike]
 
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """Idempotent, ordered, fully acknowledged producer settings."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "client.id": "kuailv-order-relay",
-        "enable.idempotence": True,
-        "acks": "all",
-        "max.in.flight.requests.per.connection": 5,
-        "linger.ms": 5,
-        "delivery.timeout.ms": 120_000,
-        **overrides,
-    }
+    """Idempotent, ordered, fully acknowledged producer settings (shared with every sink)."""
+    return {**idempotent_producer_config(bootstrap, "kuailv-order-relay"), "message.timeout.ms": 120_000,
+            **overrides}
 
 
 def kafka_producer_factory(bootstrap: str, **overrides: Any) -> ProducerFactory:

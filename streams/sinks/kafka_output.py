@@ -27,6 +27,9 @@ def idempotent_producer_config(bootstrap: str, client_id: str) -> dict[str, Any]
         "linger.ms": 5,
         "compression.type": "lz4",
         "message.timeout.ms": 60_000,
+        # Java's default partitioner (murmur2): a Java/Flink producer of the same key picks the same
+        # partition, so one order never spans partitions. librdkafka's own default is CRC32.
+        "partitioner": "murmur2_random",
     }
 
 

@@ -20,7 +20,10 @@ local cur = redis.call('HGET', KEYS[1], 'at')
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'at', ARGV[1], 'lat', ARGV[2], 'lng', ARGV[3], 'speed_kmh', ARGV[4],
            'heading_deg', ARGV[5], 'vehicle_id', ARGV[6], 'driver_id', ARGV[7], 'event_id', ARGV[8])
-redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[2], ARGV[7])
+-- Redis GEO covers |lat| <= 85.05112878 (Web Mercator); polar fixes keep only the hash.
+if math.abs(tonumber(ARGV[2])) <= 85.05112878 then
+  redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[2], ARGV[7])
+end
 return 1
 """
 

@@ -17,7 +17,7 @@ class SyncProducer:
 
     def __init__(self, bootstrap: str) -> None:
         self._p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                            "linger.ms": 2})
+                            "linger.ms": 2, "partitioner": "murmur2_random"})
         self._results: dict[int, Any] = {}
         self._n = 0
 

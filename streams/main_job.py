@@ -1,0 +1,141 @@
+"""``kuailv run`` / ``make run``: the main job on the local stack, end to end.
+
+Starts Faust worker(s) and the outbox relay as subprocesses, drives the
+simulated city through the command side and Kafka, shows live progress
+(events/s, orders per state, dead letters), waits until every event is
+projected, prints a summary and one order as ``kuailv order`` shows it, then
+stops the processes it started. The stack itself keeps running for queries
+(``make stop`` stops it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from config.settings import Settings
+from schemas.topics import GPS, ORDER_EVENTS, SENSORS
+from streams.kafka_lag import end_offsets, group_lag
+from streams.queries import order_document, progress
+from streams.simulation_runner import SimulationProgress, simulate_into_system
+
+INPUT_TOPICS = (ORDER_EVENTS.name, GPS.name, SENSORS.name)
+STATUS_ORDER = ["CREATED", "PAID", "PICKING", "DELIVERING", "EXCEPTION_HANDLING", "SIGNED", "RETURNING", "RETURNED",
+                "CLAIMING", "CLAIM_SETTLED", "OUT_OF_STOCK", "CANCELLED"]
+
+
+def _spawn(args: list[str], settings: Settings, log_name: str) -> subprocess.Popen[bytes]:
+    logs = settings.stack_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / log_name
+    env = {**os.environ, "KUAILV_PROFILE": settings.profile}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=Path(__file__).resolve().parents[1])
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+def _line(elapsed: float, sim: SimulationProgress, stats: dict, rate: float) -> str:
+    orders = stats["orders"]
+    tele = stats["telemetry"]
+    by_status = stats["by_status"]
+    states = " ".join(f"{s}={by_status[s]}" for s in STATUS_ORDER if by_status.get(s))
+    sim_clock = time.strftime("%m-%d %H:%M", time.gmtime(sim.sim_time_ms / 1000)) if sim.sim_time_ms else "--"
+    dead = orders.get("dead_letters", 0) + tele.get("dead_letters", 0)
+    return (f"[{elapsed:6.1f}s] sim {sim_clock}Z | sent: {sim.commands} commands, {sim.telemetry} telemetry | "
+            f"projected: {orders.get('records', 0)} order events, {tele.get('records', 0)} telemetry "
+            f"({rate:,.0f} ev/s) | dead letters {dead} | {states}")
+
+
+def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, workers: int = 1) -> int:
+    print(f"kuailv run: profile {settings.profile}, Kafka {settings.kafka_bootstrap}, Redis {settings.redis_url}, "
+          f"InfluxDB {settings.influx_url}/{settings.influx_db}")
+    procs = [_spawn(["worker", "--loglevel", "warning"], settings, f"worker-{i}.log") for i in range(workers)]
+    procs.append(_spawn(["relay", "--interval", "0.2"], settings, "relay.log"))
+    print(f"started {workers} Faust worker(s) and the outbox relay; logs in {settings.stack_dir / 'logs'}")
+    start_ends = sum(end_offsets(settings.kafka_bootstrap, [ORDER_EVENTS.name]).values())
+    sim = SimulationProgress()
+    stop = threading.Event()
+    t0 = time.monotonic()
+    failed = ""
+    sim_thread = threading.Thread(target=simulate_into_system, daemon=True,
+                                  kwargs={"settings": settings, "orders": orders, "seed": seed, "speedup": speedup,
+                                          "progress": sim, "stop": stop})
+    try:
+        sim_thread.start()
+        prev_count, prev_t = 0, time.monotonic()
+        caught_up = False
+        deadline: float | None = None
+        while True:
+            time.sleep(1.0)
+            stats = asyncio.run(progress(settings))
+            count = stats["orders"].get("records", 0) + stats["telemetry"].get("records", 0)
+            now = time.monotonic()
+            rate = (count - prev_count) / (now - prev_t)
+            prev_count, prev_t = count, now
+            print(_line(now - t0, sim, stats, rate), flush=True)
+            dead = [p.args for p in procs if p.poll() is not None]
+            if dead:
+                failed = f"process exited early: {dead}; see {settings.stack_dir / 'logs'}"
+                break
+            if sim.done and not sim_thread.is_alive():
+                deadline = deadline or now + 180
+                published = sum(end_offsets(settings.kafka_bootstrap, [ORDER_EVENTS.name]).values()) - start_ends
+                if published >= sim.commands and group_lag(settings.kafka_bootstrap, settings.consumer_group,
+                                                           INPUT_TOPICS) == 0:
+                    caught_up = True
+                    break
+                if now > deadline:
+                    failed = "workers did not catch up within 180 s after the simulation ended"
+                    break
+    except KeyboardInterrupt:
+        failed = "interrupted"
+        stop.set()
+    finally:
+        _stop(procs)
+    elapsed = time.monotonic() - t0
+    stats = asyncio.run(progress(settings))
+    print()
+    print(f"simulated {len(sim.order_ids)} orders in {elapsed:.1f}s: {sim.commands} order commands, "
+          f"{sim.telemetry} GPS/sensor records, {sim.refused} commands refused")
+    print("totals (all runs on this stack): " + json.dumps(stats, sort_keys=True))
+    if sim.order_ids:
+        example = _pick_example(settings, sim.order_ids)
+        if example:
+            print(f"\n$ kuailv order {example['orderId']}")
+            print(json.dumps(example, ensure_ascii=False, indent=2))
+    if failed or not caught_up:
+        print(f"\nFAILED: {failed or 'not caught up'}", file=sys.stderr)
+        return 1
+    print("\nThe stack is still running: try `.venv/bin/kuailv orders --status SIGNED`, "
+          "`.venv/bin/kuailv replay --topic`; stop it with `make stop`.")
+    return 0
+
+
+def _pick_example(settings: Settings, order_ids: list[str]) -> dict | None:
+    """A re-dispatched or delivered order makes the best example (driver, location, items)."""
+    docs = [d for d in (asyncio.run(order_document(settings, oid)) for oid in order_ids[:200]) if d]
+    for want in (lambda d: d["dispatchCount"] > 1, lambda d: d["driverInfo"] is not None, lambda d: True):
+        for d in docs:
+            if want(d):
+                return d
+    return None
