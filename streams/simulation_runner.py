@@ -36,6 +36,7 @@ class SimulationProgress:
     telemetry: int = 0
     refused: int = 0
     sim_time_ms: int = 0
+    first_event_ms: int = 0
     order_ids: list[str] = field(default_factory=list)
     done: bool = False
 
@@ -64,6 +65,7 @@ def simulate_into_system(settings: Settings, *, orders: int, seed: int, speedup:
                          stop: threading.Event | None = None) -> SimulationProgress:
     progress = progress or SimulationProgress()
     config = SimulationConfig(seed=seed, orders=orders, start=next_start(settings))
+    progress.first_event_ms = config.start
     service = OrderService.from_url(settings.eventstore_url)
     codec = AvroCodec()
     telemetry = KafkaOutput(make_producer(settings.kafka_bootstrap, "kuailv-simulator"))

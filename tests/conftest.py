@@ -17,10 +17,12 @@ from config.settings import Settings
 def stack() -> Iterator[Settings]:
     from infra import stack as infra_stack
 
-    was_running = infra_stack.is_healthy("test")
+    services = ["kafka", "redis", "influx"]
+    started_here = [s for s in services if not infra_stack.is_healthy("test", services=[s])]
     infra_stack.ensure_started("test")
     try:
         yield settings_mod.load("test")
     finally:
-        if not was_running and not os.environ.get("KUAILV_KEEP_TEST_STACK"):
-            infra_stack.stop("test")
+        # Stop only what this session started; KUAILV_KEEP_TEST_STACK=1 keeps it for the next run.
+        if started_here and not os.environ.get("KUAILV_KEEP_TEST_STACK"):
+            infra_stack.stop("test", services=started_here)

@@ -1,0 +1,38 @@
+"""The README's main job (`kuailv run`) end to end on the test stack: workers,
+relay and simulator as a user runs them, live progress, an order printed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from config.settings import Settings
+from tests.integration.processes import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def kuailv(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", "--profile", "test", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_main_job_runs_the_simulated_city_end_to_end(stack: Settings) -> None:
+    run = kuailv("run", "--orders", "40", "--seed", "3", timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    progress = [line for line in run.stdout.splitlines() if line.startswith("[")]
+    assert progress and "ev/s" in progress[-1] and "dead letters" in progress[-1]
+    assert "simulated 40 orders" in run.stdout
+    doc_text = run.stdout.split("$ kuailv order ", 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]
+    doc = json.loads(doc_text)
+    assert {"orderId", "status", "driverInfo", "eta", "items"} <= doc.keys()
+    assert doc["items"] and {"name", "quantity", "unit"} <= doc["items"][0].keys()
+
+    again = kuailv("order", doc["orderId"], timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["orderId"] == doc["orderId"]
+    signed = kuailv("orders", "--status", "SIGNED", timeout=60)
+    assert signed.returncode == 0 and signed.stdout.split()
