@@ -38,14 +38,14 @@ def _line_nos(view: View | None) -> set[int]:
 
 
 def _check_finite(value: Any, path: str) -> None:
-    if isinstance(value, float):
-        _require(math.isfinite(value), f"{path} is {value}: numbers must be finite")
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            _check_finite(v, f"{path}.{k}")
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            _check_finite(v, f"{path}[{i}]")
+    """Every float in the event is finite (NaN/inf would make the state invalid JSON)."""
+    items = value.items() if type(value) is dict else enumerate(value) if type(value) is list else ()
+    for key, v in items:
+        t = type(v)
+        if t is float:
+            _require(math.isfinite(v), f"{path}.{key} is {v}: numbers must be finite")
+        elif t is dict or t is list:
+            _check_finite(v, f"{path}.{key}")
 
 
 def validate(event_type: str, event: Event, view: View | None) -> None:

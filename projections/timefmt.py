@@ -6,7 +6,8 @@ Redis state carry integers. Both are accepted; nothing here reads the clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -32,8 +33,13 @@ def iso(epoch_ms: int | None) -> str | None:
     """ISO-8601 UTC with milliseconds, e.g. 2026-06-01T14:30:00.000Z."""
     if epoch_ms is None:
         return None
-    dt = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    return _iso(epoch_ms)
+
+
+@lru_cache(maxsize=1 << 16)  # an order's stage times repeat in every view written for it
+def _iso(epoch_ms: int) -> str:
+    seconds, millis = divmod(epoch_ms, 1000)
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
 
 
 def jsonable(value: Any) -> Any:
