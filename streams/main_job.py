@@ -54,16 +54,21 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait(5)
 
 
-def _line(elapsed: float, sim: SimulationProgress, stats: dict, rate: float) -> str:
-    orders = stats["orders"]
-    tele = stats["telemetry"]
+def _since(stats: dict, base: dict) -> dict:
+    """Counters of this run: the totals in Redis minus those before it started."""
+    return {kind: {k: v - base[kind].get(k, 0) for k, v in stats[kind].items()} for kind in ("orders", "telemetry")}
+
+
+def _line(elapsed: float, sim: SimulationProgress, stats: dict, run: dict, rate: float) -> str:
+    orders = run["orders"]
+    tele = run["telemetry"]
     by_status = stats["by_status"]
     states = " ".join(f"{s}={by_status[s]}" for s in STATUS_ORDER if by_status.get(s))
     sim_clock = time.strftime("%m-%d %H:%M", time.gmtime(sim.sim_time_ms / 1000)) if sim.sim_time_ms else "--"
     dead = orders.get("dead_letters", 0) + tele.get("dead_letters", 0)
     return (f"[{elapsed:6.1f}s] sim {sim_clock}Z | sent: {sim.commands} commands, {sim.telemetry} telemetry | "
             f"projected: {orders.get('records', 0)} order events, {tele.get('records', 0)} telemetry "
-            f"({rate:,.0f} ev/s) | dead letters {dead} | {states}")
+            f"({rate:,.0f} ev/s) | dead letters {dead} | orders now: {states}")
 
 
 def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, workers: int = 1) -> int:
@@ -73,6 +78,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     procs.append(_spawn(["relay", "--interval", "0.2"], settings, "relay.log"))
     print(f"started {workers} Faust worker(s) and the outbox relay; logs in {settings.stack_dir / 'logs'}")
     start_ends = sum(end_offsets(settings.kafka_bootstrap, [ORDER_EVENTS.name]).values())
+    base = asyncio.run(progress(settings))
     sim = SimulationProgress()
     stop = threading.Event()
     t0 = time.monotonic()
@@ -88,11 +94,12 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         while True:
             time.sleep(1.0)
             stats = asyncio.run(progress(settings))
-            count = stats["orders"].get("records", 0) + stats["telemetry"].get("records", 0)
+            run = _since(stats, base)
+            count = run["orders"].get("records", 0) + run["telemetry"].get("records", 0)
             now = time.monotonic()
             rate = (count - prev_count) / (now - prev_t)
             prev_count, prev_t = count, now
-            print(_line(now - t0, sim, stats, rate), flush=True)
+            print(_line(now - t0, sim, stats, run, rate), flush=True)
             dead = [p.args for p in procs if p.poll() is not None]
             if dead:
                 failed = f"process exited early: {dead}; see {settings.stack_dir / 'logs'}"
@@ -117,7 +124,9 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     print()
     print(f"simulated {len(sim.order_ids)} orders in {elapsed:.1f}s: {sim.commands} order commands, "
           f"{sim.telemetry} GPS/sensor records, {sim.refused} commands refused")
-    print("totals (all runs on this stack): " + json.dumps(stats, sort_keys=True))
+    run = _since(stats, base)
+    print(f"this run: {json.dumps(run, sort_keys=True)}")
+    print(f"orders on this stack now, by status: {json.dumps(stats['by_status'], sort_keys=True)}")
     if sim.order_ids:
         example = _pick_example(settings, sim.order_ids)
         if example:

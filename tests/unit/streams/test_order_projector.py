@@ -310,3 +310,19 @@ def test_a_fold_bug_for_one_order_parks_its_records_and_writes_the_others(monkey
     assert views(store, ["O-OK", "O-BOOM"]) == {"O-OK": public_view(expected(ok[:3])["O-OK"]["view"]),
                                                "O-BOOM": None}
     assert [k for k, _ in projections(output)] == ["O-OK"]
+
+
+def test_a_header_naming_a_schema_id_beyond_int32_is_one_dead_letter_not_a_failed_batch() -> None:
+    # Confluent schema ids are signed 32-bit; read_header reads the 4 bytes unsigned, so garbage
+    # starting 00 FF FF FF FF names schema id 4294967295. Its dead letter must still encode
+    # (DeadLetter.schema_id is an Avro int) and the good record next to it must still apply.
+    story = order_story("O-NEXT")
+    log = Log()
+    garbage = log.raw(b"\x00\xff\xff\xff\xff garbage", b"O-NEXT")
+    good = log.event(story[0])
+    store, output = FakeOrderStore(), ListOutput()
+    [stats] = run(projector(store, output), [garbage, good])
+    [dl] = dead_letters(output)
+    assert_dead_letter(dl, garbage, "UNKNOWN_SCHEMA_ID")
+    assert views(store, ["O-NEXT"]) == {"O-NEXT": public_view(expected(story[:1])["O-NEXT"]["view"])}
+    assert (stats.applied, stats.dead_letters) == (1, 1)
