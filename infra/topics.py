@@ -157,7 +157,8 @@ def warm_up_coordinators(bootstrap: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin.describe_consumer_groups([WARMUP_ID], request_timeout=timeout)[WARMUP_ID].result()
+            # Short attempts: one request stuck behind a slow first election must not use up the budget.
+            admin.describe_consumer_groups([WARMUP_ID], request_timeout=5.0)[WARMUP_ID].result()
             break
         except KafkaException as exc:
             if time.monotonic() > deadline:

@@ -91,6 +91,25 @@ TRANSITIONS: dict[str, Transition] = {
 
 ORDER_EVENT_TYPES = frozenset(TRANSITIONS)
 
+# Command verb (Order aggregate method) -> the order event it records.
+COMMAND_EVENTS: dict[str, str] = {
+    "create": "OrderCreated",
+    "confirm_payment": "PaymentConfirmed",
+    "check_stock": "StockChecked",
+    "start_picking": "PickingStarted",
+    "weigh_line": "LineWeighed",
+    "pack": "OrderPacked",
+    "dispatch": "OrderDispatched",
+    "report_exception": "ExceptionReported",
+    "deliver": "OrderDelivered",
+    "refuse": "DeliveryRefused",
+    "start_return": "ReturnStarted",
+    "complete_return": "ReturnCompleted",
+    "open_claim": "DamageClaimOpened",
+    "settle_claim": "DamageClaimSettled",
+    "cancel": "OrderCancelled",
+}
+
 
 def next_status(
     order_id: str,

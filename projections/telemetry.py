@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,6 +11,15 @@ from projections.order_events import InvalidEvent
 from projections.timefmt import ms
 
 MAX_SPEED_KMH = 200.0
+# Ids become InfluxDB tags and Redis keys: letters, digits and . _ - : @ / only, 1..128 chars.
+_ID = re.compile(r"[\w.\-:@/]{1,128}")
+
+
+def _check_ids(r: Mapping[str, Any], *names: str) -> None:
+    for name in names:
+        value = r.get(name)
+        if value is not None and not _ID.fullmatch(value):
+            raise InvalidEvent(f"{name} {value!r} must be 1..128 letters, digits or . _ - : @ /")
 
 
 def _finite(record: Mapping[str, Any], *names: str) -> None:
@@ -20,6 +30,7 @@ def _finite(record: Mapping[str, Any], *names: str) -> None:
 
 
 def validate_gps(p: Mapping[str, Any]) -> None:
+    _check_ids(p, "driver_id", "vehicle_id")
     _finite(p, "lat", "lng", "speed_kmh", "heading_deg", "accuracy_m")
     if not (-90.0 <= p["lat"] <= 90.0 and -180.0 <= p["lng"] <= 180.0):
         raise InvalidEvent(f"driver {p['driver_id']}: ({p['lat']}, {p['lng']}) is not a coordinate")
@@ -34,6 +45,7 @@ def validate_gps(p: Mapping[str, Any]) -> None:
 
 
 def validate_sensor(r: Mapping[str, Any]) -> None:
+    _check_ids(r, "device_id", "vehicle_id", "warehouse_id")
     _finite(r, "temperature_c", "humidity_pct")
     if not -60.0 <= r["temperature_c"] <= 80.0:
         raise InvalidEvent(f"device {r['device_id']}: {r['temperature_c']} °C is outside the sensor's range")

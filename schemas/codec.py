@@ -18,10 +18,10 @@ import fastavro
 import fastavro.validation
 
 from schemas.catalog import CommittedCatalog, SchemaCatalog
-from schemas.errors import AvroDecodeFailed, EncodeFailed, NotAvroFramed
+from schemas.errors import AvroDecodeFailed, EncodeFailed, NotAvroFramed, UnknownSchemaId
 
 MAGIC = 0
-_HEADER = struct.Struct(">bI")
+_HEADER = struct.Struct(">bi")  # schema ids are signed 32-bit (Java int) in the Confluent format
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,8 @@ def read_header(data: bytes | None) -> int:
     magic, schema_id = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise NotAvroFramed(f"magic byte is {magic}, expected {MAGIC}")
+    if schema_id < 0:
+        raise UnknownSchemaId(f"schema id {schema_id} is negative: no registry issues such ids")
     return schema_id
 
 
@@ -121,7 +123,10 @@ class AvroCodec:
         """Decode one record from its Avro JSON form (unions as {"type": value})."""
         entry = self.catalog.latest(record_type)
         try:
-            return next(iter(fastavro.json_reader(io.StringIO(json.dumps(obj)), entry.parsed)))
+            value = next(iter(fastavro.json_reader(io.StringIO(json.dumps(obj)), entry.parsed)))
+            # The JSON reader does not type-check ("100" for a long passes): validate like a writer would.
+            fastavro.validation.validate(value, entry.parsed, raise_errors=True, strict=True)
+            return value
         except StopIteration:
             raise AvroDecodeFailed(f"empty {entry.name} JSON record") from None
         except Exception as exc:

@@ -10,26 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from projections.order_status import COMMAND_EVENTS
 from simulator.events import T0
 
-# Command verb -> the order event it records.
-COMMAND_EVENTS: dict[str, str] = {
-    "create": "OrderCreated",
-    "confirm_payment": "PaymentConfirmed",
-    "check_stock": "StockChecked",
-    "start_picking": "PickingStarted",
-    "weigh_line": "LineWeighed",
-    "pack": "OrderPacked",
-    "dispatch": "OrderDispatched",
-    "report_exception": "ExceptionReported",
-    "deliver": "OrderDelivered",
-    "refuse": "DeliveryRefused",
-    "start_return": "ReturnStarted",
-    "complete_return": "ReturnCompleted",
-    "open_claim": "DamageClaimOpened",
-    "settle_claim": "DamageClaimSettled",
-    "cancel": "OrderCancelled",
-}
+__all__ = ["COMMAND_EVENTS"]  # re-exported: the simulator's callers use it with Command
 
 # Command verb -> the service or device that produces the event.
 PRODUCERS: dict[str, str] = {

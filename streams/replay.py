@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from projections.order_state import Rejection, State, fold
+from projections.order_status import ORDER_EVENT_TYPES
 from projections.order_view import public_view
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError
@@ -51,6 +52,8 @@ def replay_lines(lines: Iterable[str], codec: AvroCodec, source: str = "<file>")
         try:
             obj = json.loads(raw)
             event_type = obj["event_type"]
+            if event_type not in ORDER_EVENT_TYPES:
+                raise ValueError(f"{event_type!r} is not an order event type")
             event = codec.from_avro_json(event_type, obj["event"])
         except (ValueError, KeyError, TypeError, CodecError) as exc:
             result.dead_letters.append(f"{source}:{n}: {type(exc).__name__}: {exc}")

@@ -122,7 +122,9 @@ async def run_batch(name: str, process: Callable[[Sequence[SourceRecord]], Await
             reason = f"{type(exc).__name__}: {exc}"
             try:
                 await park([DeadLetter(r, "PROCESSING_ERROR", reason) for r in batch])
-                return BatchStats(records=len(batch), dead_letters=len(batch))
+                stats = BatchStats(records=len(batch), dead_letters=len(batch))
+                await resources.record_stats(name, stats)
+                return stats
             except retryable as park_exc:
                 log.error("parking failed: %s; retrying", park_exc)
         await asyncio.sleep(delay)

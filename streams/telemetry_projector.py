@@ -77,7 +77,12 @@ class TelemetryProjector:
             if isinstance(outcome, DeadLetter):
                 dead.append(outcome)
                 continue
-            self.influx.add(_KINDS[rec.topic][3](outcome))
+            try:
+                point = _KINDS[rec.topic][3](outcome)
+            except ValueError as exc:  # defence in depth: validation should have caught it
+                dead.append(DeadLetter(rec, "INVALID_EVENT", str(exc), outcome["event_id"], _KINDS[rec.topic][0]))
+                continue
+            self.influx.add(point)
             stats.applied += 1
             if rec.topic == GPS.name:
                 pings.append(outcome)

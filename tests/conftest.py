@@ -19,7 +19,12 @@ def stack() -> Iterator[Settings]:
 
     services = ["kafka", "redis", "influx"]
     started_here = [s for s in services if not infra_stack.is_healthy("test", services=[s])]
-    infra_stack.ensure_started("test")
+    try:
+        infra_stack.ensure_started("test")
+    except Exception:
+        if started_here:  # leave nothing half-started behind
+            infra_stack.stop("test", services=started_here)
+        raise
     try:
         yield settings_mod.load("test")
     finally:

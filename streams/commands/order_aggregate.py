@@ -24,7 +24,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from projections.order_events import InvalidEvent, apply_event, validate
-from projections.order_status import TRANSITIONS, IllegalTransition, OrderStatus, next_status
+from projections.order_status import COMMAND_EVENTS, TRANSITIONS, IllegalTransition, OrderStatus, next_status
 from projections.timefmt import ms
 from streams.commands.errors import CommandRejected, InvalidCommand
 
@@ -340,24 +340,8 @@ RECORD_TYPES: dict[str, str] = {
     "Cancelled": "OrderCancelled",
 }
 
-# Command (method name) -> the Avro record type it records.
-COMMANDS: dict[str, str] = {
-    "create": "OrderCreated",
-    "confirm_payment": "PaymentConfirmed",
-    "check_stock": "StockChecked",
-    "start_picking": "PickingStarted",
-    "weigh_line": "LineWeighed",
-    "pack": "OrderPacked",
-    "dispatch": "OrderDispatched",
-    "report_exception": "ExceptionReported",
-    "deliver": "OrderDelivered",
-    "refuse": "DeliveryRefused",
-    "start_return": "ReturnStarted",
-    "complete_return": "ReturnCompleted",
-    "open_claim": "DamageClaimOpened",
-    "settle_claim": "DamageClaimSettled",
-    "cancel": "OrderCancelled",
-}
+# Command (method name) -> the Avro record type it records: one table, in projections.
+COMMANDS = COMMAND_EVENTS
 
 EVENT_CLASSES: dict[str, type[Order.Event]] = {
     record_type: getattr(Order, name) for name, record_type in RECORD_TYPES.items()

@@ -16,11 +16,16 @@ from streams.sinks.errors import SinkError
 
 
 def _esc_key(s: str) -> str:
-    return s.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
+    # InfluxDB 1.x reads a backslash literally unless it precedes , = or space: do not double it.
+    if "\n" in s or "\r" in s:
+        raise ValueError(f"line protocol cannot carry a newline in a tag or key: {s!r}")
+    return s.replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
 
 
 def _esc_measurement(s: str) -> str:
-    return s.replace("\\", "\\\\").replace(",", r"\,").replace(" ", r"\ ")
+    if "\n" in s or "\r" in s:
+        raise ValueError(f"line protocol cannot carry a newline in a measurement: {s!r}")
+    return s.replace(",", r"\,").replace(" ", r"\ ")
 
 
 def _field(v: Any) -> str:

@@ -95,11 +95,20 @@ def test_json_text_is_not_avro_framed():
     _raises(b'{"order_id": "KL20260601001"}', NotAvroFramed, "NOT_AVRO_FRAMED", None)
 
 
-@pytest.mark.parametrize("schema_id", [0, 17, 100, 999, 2**31, 2**32 - 1])
+@pytest.mark.parametrize("schema_id", [0, 17, 100, 999, 2**31 - 1])
 def test_unknown_schema_id(schema_id: int):
     data = b"\x00" + schema_id.to_bytes(4, "big") + FRAMED["OrderCreated"][5:]
     error = _raises(data, UnknownSchemaId, "UNKNOWN_SCHEMA_ID", schema_id)
     assert str(schema_id) in str(error)
+
+
+@pytest.mark.parametrize("raw_id", [2**31, 2**32 - 1])
+def test_a_schema_id_with_the_sign_bit_set_is_unknown_and_fits_a_dead_letter(raw_id: int):
+    # Confluent ids are signed 32-bit: the top bit means a negative id no registry issues.
+    # schema_id stays None so the dead letter (an Avro int field) can always be encoded.
+    data = b"\x00" + raw_id.to_bytes(4, "big") + FRAMED["OrderCreated"][5:]
+    error = _raises(data, UnknownSchemaId, "UNKNOWN_SCHEMA_ID", None)
+    assert "negative" in str(error)
 
 
 # --- body ------------------------------------------------------------------------------
