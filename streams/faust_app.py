@@ -23,10 +23,10 @@ from typing import Any
 import faust
 
 from config.settings import Settings
+from schemas.dead_letters import DeadLetter
 from schemas.topics import GPS, ORDER_EVENTS, SENSORS
-from streams.dead_letters import DeadLetter
 from streams.resources import WorkerResources, run_batch, wall_clock_ms
-from streams.source import SourceRecord
+from streams.source import from_faust
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
     async def order_state(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_seconds):
             projector = resources.order_projector()
-            batch = [SourceRecord.from_faust(e) for e in events]
+            batch = [from_faust(e) for e in events]
             await run_batch("orders", projector.process, batch, resources,
                             functools.partial(park, output=projector.output))
 
@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
     async def telemetry(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.worker_batch_size * 4, within=settings.worker_batch_seconds):
             projector = resources.telemetry_projector()
-            batch = [SourceRecord.from_faust(e) for e in events]
+            batch = [from_faust(e) for e in events]
             await run_batch("telemetry", projector.process, batch, resources,
                             functools.partial(park, output=projector.output))
 

@@ -15,16 +15,15 @@ import asyncio
 import logging
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from projections.order_state import FoldResult, Rejection, State, fold
-from projections.order_status import ORDER_EVENT_TYPES
+from projections.order_state import State
+from projections.order_step import decode_order_record, fold_records, projection_record
 from projections.order_view import public_view
 from schemas.codec import AvroCodec, Decoded
-from schemas.errors import CodecError
+from schemas.dead_letters import DeadLetter
 from schemas.topics import ORDER_STATE
 from streams.batch_stats import BatchStats
-from streams.dead_letters import DeadLetter
 from streams.sinks.redis_orders import OrderStore, OrderWrite
 from streams.source import SourceRecord
 
@@ -35,24 +34,6 @@ class Output(Protocol):
     def add(self, topic: str, key: bytes, value: bytes) -> None: ...
 
     def flush(self) -> int: ...
-
-
-def decode_order_record(codec: AvroCodec, rec: SourceRecord) -> Decoded | DeadLetter:
-    """The decoded order event, or the dead letter saying why it is not one."""
-    try:
-        decoded = codec.decode(rec.value)
-    except CodecError as exc:
-        return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
-    value = decoded.value
-    if decoded.record_type not in ORDER_EVENT_TYPES:
-        return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
-                          value.get("event_id"), decoded.record_type, decoded.schema_id)
-    key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
-    if key != value["order_id"]:
-        return DeadLetter(rec, "INVALID_EVENT",
-                          f"message key {key!r} is not the order id {value['order_id']!r}: it would break per-order"
-                          " ordering", value["event_id"], decoded.record_type, decoded.schema_id)
-    return decoded
 
 
 class OrderProjector:
@@ -97,7 +78,7 @@ class OrderProjector:
             self.output.add(*d.encode(self.codec, self.consumer, failed_at))
         for w in writes:
             if w.public is not None:
-                self.output.add(ORDER_STATE.name, w.order_id.encode(), self.codec.encode("OrderState", w.state["view"]))
+                self.output.add(ORDER_STATE.name, *projection_record(self.codec, w.state))
         if self._flush_in_thread:
             await asyncio.to_thread(self.output.flush)
         else:
@@ -109,29 +90,12 @@ class OrderProjector:
 
     def _fold_order(self, order_id: str, state: State | None, items: list[tuple[SourceRecord, Decoded]],
                     stats: BatchStats, dead: list[DeadLetter]) -> OrderWrite | None:
-        changed = False
-        for rec, decoded in items:
-            before = state
-            result: FoldResult = fold(state, decoded.record_type, decoded.value)
-            state = result.state
-            stats.applied += result.applied
-            stats.duplicates += int(result.duplicate)
-            stats.buffered += int(result.buffered)
-            changed = changed or result.changed
-            for rejection in result.rejections:
-                dead.append(self._rejected(rec, decoded, rejection, before))
-        if not changed or state is None:
+        step = fold_records(self.codec, state, items)
+        stats.applied += step.applied
+        stats.duplicates += step.duplicates
+        stats.buffered += step.buffered
+        dead.extend(step.dead_letters)
+        if not step.changed or step.state is None:
             return None
-        view = state["view"]
-        return OrderWrite(order_id, state, public_view(view) if view is not None else None)
-
-    def _rejected(self, rec: SourceRecord, decoded: Decoded, r: Rejection, before: State | None) -> DeadLetter:
-        if r.event_id == decoded.value["event_id"]:
-            return DeadLetter(rec, r.reason_code, r.reason, r.event_id, r.event_type, decoded.schema_id)
-        # A buffered event from an earlier batch, refused when the gap closed: its own bytes
-        # are gone, so re-encode it from the fold state that held it.
-        held: dict[str, Any] = (before or {}).get("pending", {}).get(str(r.version), {})
-        value = self.codec.encode(held["type"], held["event"]) if held else None
-        source = SourceRecord(rec.topic, rec.partition, rec.offset, rec.key, value, rec.timestamp_ms)
-        reason = f"{r.reason} (buffered event v{r.version}, refused when {rec.position} closed the gap)"
-        return DeadLetter(source, r.reason_code, reason, r.event_id, r.event_type, None)
+        view = step.view
+        return OrderWrite(order_id, step.state, public_view(view) if view is not None else None)

@@ -15,12 +15,12 @@ from typing import Any, TextIO
 
 from projections.order_state import Rejection, State, fold
 from projections.order_status import ORDER_EVENT_TYPES
+from projections.order_step import decode_order_record
 from projections.order_view import public_view
 from schemas.codec import AvroCodec
+from schemas.dead_letters import DeadLetter
 from schemas.errors import CodecError
-from streams.dead_letters import DeadLetter
-from streams.order_projector import decode_order_record
-from streams.source import SourceRecord
+from streams.source import SourceRecord, from_confluent
 
 
 @dataclass
@@ -91,7 +91,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[
             idle = 0.0
             if msg.error():
                 raise KafkaException(msg.error())
-            yield SourceRecord.from_confluent(msg)
+            yield from_confluent(msg)
             if msg.offset() + 1 >= ends.get(msg.partition(), 0):
                 ends.pop(msg.partition(), None)
     finally:

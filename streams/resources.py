@@ -12,8 +12,8 @@ from typing import Any
 
 from config.settings import Settings
 from schemas.codec import AvroCodec
+from schemas.dead_letters import DeadLetter
 from streams.batch_stats import BatchStats
-from streams.dead_letters import DeadLetter
 from streams.order_projector import OrderProjector
 from streams.sinks.errors import SinkError
 from streams.sinks.influx import InfluxWriter

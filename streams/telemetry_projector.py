@@ -11,10 +11,10 @@ from typing import Any, Protocol
 from projections.order_events import InvalidEvent
 from projections.telemetry import latest_by, validate_gps, validate_sensor
 from schemas.codec import AvroCodec
+from schemas.dead_letters import DeadLetter
 from schemas.errors import CodecError
 from schemas.topics import GPS, SENSORS
 from streams.batch_stats import BatchStats
-from streams.dead_letters import DeadLetter
 from streams.order_projector import Output
 from streams.sinks.influx import gps_line, sensor_line
 from streams.source import SourceRecord

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import streams.order_projector as order_projector
+import projections.order_step as order_step
 from projections.order_state import State, fold_all
 from projections.order_view import public_view
 from projections.timefmt import jsonable
@@ -286,14 +286,14 @@ def test_a_buffered_event_refused_when_its_gap_closes_is_dead_lettered_re_encode
 
 
 def test_a_fold_bug_for_one_order_parks_its_records_and_writes_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_fold = order_projector.fold
+    real_fold = order_step.fold
 
     def fold(state: Any, event_type: str, event: Mapping[str, Any]) -> Any:
         if event["order_id"] == "O-BOOM":
             raise RuntimeError("fold blew up")
         return real_fold(state, event_type, event)
 
-    monkeypatch.setattr(order_projector, "fold", fold)
+    monkeypatch.setattr(order_step, "fold", fold)
     ok, boom = order_story("O-OK"), order_story("O-BOOM")[:3]
     log = Log()
     recs = log.events([ok[0], boom[0], ok[1], boom[1], boom[2], ok[2]])

@@ -12,10 +12,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import streams.resources as resources_mod
+from schemas.dead_letters import DeadLetter
 from schemas.topics import ORDER_EVENTS
 from simulator.events import T0
 from streams.batch_stats import BatchStats
-from streams.dead_letters import DeadLetter
 from streams.resources import run_batch
 from streams.sinks.errors import SinkError
 from streams.source import SourceRecord

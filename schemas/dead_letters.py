@@ -1,4 +1,5 @@
-"""Dead-letter records: the reason and position of everything a worker gave up on."""
+"""Consumed records with their position, and dead letters: the reason and position
+of everything a worker or job gave up on. Pure: Faust, Flink and replay share it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,22 @@ from typing import Any
 
 from schemas.codec import AvroCodec
 from schemas.topics import DEAD_LETTERS
-from streams.source import SourceRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """A consumed Kafka record with its position: what every error message names."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 @dataclass(frozen=True, slots=True)
