@@ -151,7 +151,8 @@ def test_every_order_reaches_its_final_projection_in_redis(run: Run) -> None:
     for status in ("SIGNED", "RETURNING", "CANCELLED", "OUT_OF_STOCK"):
         members = {m.decode() for m in rc.smembers(f"{run.prefix}:orders:by-status:{status}")}
         assert {m for m in members if m.startswith(ours)} == {o for o, v in expected.items() if v["status"] == status}
-    by_driver = {m.decode() for m in rc.smembers(f"{run.prefix}:orders:by-driver:DRV-002") if m.startswith(ours.encode())}
+    drivers = rc.smembers(f"{run.prefix}:orders:by-driver:DRV-002")
+    by_driver = {m.decode() for m in drivers if m.startswith(ours.encode())}
     assert by_driver == {o for o, v in expected.items() if (v["driverInfo"] or {}).get("driverId") == "DRV-002"}
 
 
