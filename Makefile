@@ -33,10 +33,8 @@ stop-test:
 status:
 	@$(PY) -m infra.stack status --profile $(PROFILE)
 
-bench: setup      ## decode -> fold -> Redis throughput and peak RSS on a fixed log
-	@$(PY) -m infra.stack start --profile test --only redis
+bench: setup      ## decode -> fold -> Redis throughput and peak RSS on a fixed log (starts/stops test Redis)
 	@$(PY) -m bench.order_projection
-	@$(PY) -m infra.stack stop --profile test --only redis
 
 lint:
 	@.venv/bin/ruff check .

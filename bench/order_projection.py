@@ -114,7 +114,16 @@ def main() -> None:
     p.add_argument("--duplicates", type=float, default=0.10)
     p.add_argument("--shuffle", type=int, default=50)
     p.add_argument("--profile", default="test")
-    asyncio.run(run(p.parse_args()))
+    args = p.parse_args()
+    from infra import stack
+
+    started = not stack.is_healthy(args.profile, services=["redis"])
+    stack.ensure_started(args.profile, services=["redis"], create_topics=False, out=None)
+    try:
+        asyncio.run(run(args))
+    finally:
+        if started:
+            stack.stop(args.profile, services=["redis"], out=None)
 
 
 if __name__ == "__main__":
