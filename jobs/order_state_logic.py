@@ -42,14 +42,16 @@ class KeyedEvent:
 
 def source_record(topic: str, partition: int, offset: int, timestamp_ms: int | None, key: bytes | None,
                   value: bytes | None) -> SourceRecord:
-    return SourceRecord(topic, int(partition), int(offset), _bytes(key), _bytes(value), timestamp_ms)
+    return SourceRecord(topic, int(partition), int(offset), as_bytes(key), as_bytes(value), timestamp_ms)
 
 
-def _bytes(b: Any) -> bytes | None:
-    # PyFlink hands Java byte[] over as bytes or bytearray (or a list of ints from a collection source).
+def as_bytes(b: Any) -> bytes | None:
+    """PyFlink hands a Java byte[] over as bytes, bytearray or a list of signed ints (-128..127)."""
     if b is None or isinstance(b, bytes):
         return b
-    return bytes(b)
+    if isinstance(b, bytearray):
+        return bytes(b)
+    return bytes(v & 0xFF for v in b)
 
 
 def decode_row(codec: AvroCodec, rec: SourceRecord, consumer: str, failed_at_ms: int) -> KeyedEvent | Output:
