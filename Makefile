@@ -5,7 +5,8 @@ PROFILE ?= dev
 ORDERS ?= 300
 SPEEDUP ?= 0
 
-.PHONY: setup run test unit integration stop stop-test status bench lint clean
+.PHONY: setup run test unit integration stop stop-test status bench bench-flink lint clean \
+	flink-job flink-cluster-start flink-cluster-stop flink-submit
 
 setup:            ## install system packages, Python deps and Kafka jars (idempotent)
 	@bash scripts/setup.sh
@@ -36,8 +37,25 @@ status:
 bench: setup      ## decode -> fold -> Redis throughput and peak RSS on a fixed log (starts/stops test Redis)
 	@$(PY) -m bench.order_projection
 
+bench-flink: setup  ## the order-state Flink job's throughput, process and thread mode (test stack Kafka)
+	@$(PY) -m bench.flink_order_state
+
+# ---- Flink (docs/flink.md) ----------------------------------------------------------------
+flink-job: setup  ## the order-state job in an embedded mini-cluster against the dev Kafka (Ctrl-C stops)
+	@$(PY) -m infra.stack start --profile $(PROFILE) --only kafka
+	@.venv-flink/bin/python -m jobs.order_state_job --profile $(PROFILE) --local
+
+flink-cluster-start: setup  ## local standalone Flink cluster (web UI http://127.0.0.1:18081)
+	@$(PY) -m infra.flink_cluster start --profile $(PROFILE)
+
+flink-submit:     ## submit the order-state job to the local cluster (detached)
+	@$(PY) -m infra.flink_cluster flink --profile $(PROFILE) -- run -d -pym jobs.order_state_job --profile $(PROFILE)
+
+flink-cluster-stop:
+	@$(PY) -m infra.flink_cluster stop --profile $(PROFILE)
+
 lint:
 	@.venv/bin/ruff check .
 
-clean: stop stop-test
+clean: stop stop-test flink-cluster-stop
 	rm -rf .stack/dev .stack/test

@@ -5,6 +5,7 @@
 #      (apt-get update runs only when something is missing)
 #   2. .venv with python3.11, `pip install -e '.[dev]'` (skipped while .venv/.pip-stamp is newer than pyproject.toml)
 #   3. the Apache Kafka broker jars from Maven Central into .stack/lib/kafka (python -m infra.kafka_jars)
+#   4. Flink: .venv-flink (apache-flink and its pins, apart from .venv) and the Kafka connector jars
 #
 # Run as root, or as a user with sudo (used for apt-get only). The Debian packages may start
 # system services (redis on 6379, influxd on 8086); our stack never uses them: it runs its own
@@ -87,5 +88,9 @@ fi
 # ---------------------------------------------------------------- 3. Kafka jars
 step "Kafka broker jars (.stack/lib/kafka)"
 .venv/bin/python -m infra.kafka_jars
+
+# ---------------------------------------------------------------- 4. Flink (own venv + connector jars)
+step "Flink: .venv-flink and connector jars (scripts/setup_flink.sh)"
+bash scripts/setup_flink.sh
 
 step "done. Start the local stack with: .venv/bin/python -m infra.stack start --profile dev"
