@@ -3,12 +3,16 @@
 Nothing here connects to anything. Two stack profiles exist so the test stack
 never collides with the dev stack (or with services on default ports):
 
-=========  ===========  ============  ===========  ============
-profile    Kafka        controller    Redis        InfluxDB
-=========  ===========  ============  ===========  ============
-dev        127.0.0.1:19092  19093     16379        18086 (rpc 18088)
-test       127.0.0.1:29092  29093     26379        28086 (rpc 28088)
-=========  ===========  ============  ===========  ============
+=========  ===============  ==========  =====  =================  ==========
+profile    Kafka            controller  Redis  InfluxDB           PostgreSQL
+=========  ===============  ==========  =====  =================  ==========
+dev        127.0.0.1:19092  19093       16379  18086 (rpc 18088)  15432
+test       127.0.0.1:29092  29093       26379  28086 (rpc 28088)  25432
+=========  ===============  ==========  =====  =================  ==========
+
+PostgreSQL is optional (``python -m infra.postgres start``, not part of the
+main stack); the event store stays SQLite unless ``KUAILV_EVENTSTORE`` says
+``postgresql://...`` (``infra.postgres.url(profile)`` gives the local one).
 
 Every value can be overridden, e.g. ``KUAILV_KAFKA_BOOTSTRAP=broker:9092``
 points the workers at a real cluster.
@@ -23,8 +27,10 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _PORTS = {
-    "dev": {"kafka": 19092, "controller": 19093, "redis": 16379, "influx": 18086, "influx_rpc": 18088},
-    "test": {"kafka": 29092, "controller": 29093, "redis": 26379, "influx": 28086, "influx_rpc": 28088},
+    "dev": {"kafka": 19092, "controller": 19093, "redis": 16379, "influx": 18086, "influx_rpc": 18088,
+            "postgres": 15432},
+    "test": {"kafka": 29092, "controller": 29093, "redis": 26379, "influx": 28086, "influx_rpc": 28088,
+             "postgres": 25432},
 }
 
 
@@ -52,6 +58,7 @@ class Settings:
     redis_prefix: str
     worker_batch_size: int
     worker_batch_seconds: float
+    postgres_port: int
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -86,4 +93,5 @@ def load(profile: str | None = None) -> Settings:
         redis_prefix=_env("KUAILV_REDIS_PREFIX", "kuailv"),
         worker_batch_size=int(_env("KUAILV_WORKER_BATCH_SIZE", "500")),
         worker_batch_seconds=float(_env("KUAILV_WORKER_BATCH_SECONDS", "0.2")),
+        postgres_port=int(_env("KUAILV_POSTGRES_PORT", str(ports["postgres"]))),
     )

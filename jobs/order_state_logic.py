@@ -64,9 +64,10 @@ def decode_row(codec: AvroCodec, rec: SourceRecord, consumer: str, failed_at_ms:
 
 def fold_event(codec: AvroCodec, state: State | None, event: KeyedEvent, consumer: str,
                failed_at_ms: int) -> tuple[State | None, list[Output]]:
-    """The new keyed state and what to emit. State unchanged (duplicates) emits nothing."""
+    """The new keyed state and what to emit: a projection record only when the view changed
+    (a buffered early event changes the state, not what consumers see)."""
     step = fold_records(codec, state, [(event.record, event.decoded())])
     outputs: list[Output] = [d.encode(codec, consumer, failed_at_ms) for d in step.dead_letters]
-    if step.changed and step.state is not None and step.view is not None:
+    if step.view_changed and step.state is not None and step.view is not None:
         outputs.append((ORDER_STATE.name, *projection_record(codec, step.state)))
     return step.state, outputs

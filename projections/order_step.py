@@ -40,7 +40,8 @@ def decode_order_record(codec: AvroCodec, rec: SourceRecord) -> Decoded | DeadLe
 @dataclass
 class OrderStep:
     state: State | None
-    changed: bool = False
+    changed: bool = False  # fold state changed (persist it)
+    view_changed: bool = False  # the visible projection changed (publish it)
     applied: int = 0
     duplicates: int = 0
     buffered: int = 0
@@ -55,6 +56,7 @@ def fold_records(codec: AvroCodec, state: State | None,
                  items: Sequence[tuple[SourceRecord, Decoded]]) -> OrderStep:
     """Fold one order's decoded records (in arrival order) into its state."""
     step = OrderStep(state)
+    initial_view = None if state is None else state["view"]
     for rec, decoded in items:
         before = step.state
         result: FoldResult = fold(before, decoded.record_type, decoded.value)
@@ -64,6 +66,9 @@ def fold_records(codec: AvroCodec, state: State | None,
         step.buffered += int(result.buffered)
         step.changed = step.changed or result.changed
         step.dead_letters.extend(_rejected(codec, rec, decoded, r, before) for r in result.rejections)
+    # The fold replaces the view object exactly when an event applied or a rejection was counted;
+    # buffering, duplicates and conflicts leave it as it was.
+    step.view_changed = step.view is not initial_view
     return step
 
 

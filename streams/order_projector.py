@@ -77,7 +77,7 @@ class OrderProjector:
             log.warning("dead letter: %s", d)
             self.output.add(*d.encode(self.codec, self.consumer, failed_at))
         for w in writes:
-            if w.public is not None:
+            if w.public is not None and w.view_changed:
                 self.output.add(ORDER_STATE.name, *projection_record(self.codec, w.state))
         if self._flush_in_thread:
             await asyncio.to_thread(self.output.flush)
@@ -98,4 +98,4 @@ class OrderProjector:
         if not step.changed or step.state is None:
             return None
         view = step.view
-        return OrderWrite(order_id, step.state, public_view(view) if view is not None else None)
+        return OrderWrite(order_id, step.state, public_view(view) if view is not None else None, step.view_changed)

@@ -55,6 +55,7 @@ class OrderWrite:
     order_id: str
     state: dict[str, Any]
     public: dict[str, Any] | None  # public view, None while only pending events exist
+    view_changed: bool = True  # publish a projection record (False: only the fold state moved)
 
 
 class OrderStore(Protocol):
