@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian (12) machine for this project. Idempotent: run it again any time.
 #
-#   1. Debian packages: redis-server, influxdb (1.6.x), kcat, Java 17, Maven, Python 3.11 + venv
+#   1. Debian packages: redis-server, influxdb (1.6.x), kcat, Java 17, Maven, Python 3.11 + venv,
+#      postgresql (the optional event-store server, python -m infra.postgres)
 #      (apt-get update runs only when something is missing)
 #   2. .venv with python3.11, `pip install -e '.[dev]'` (skipped while .venv/.pip-stamp is newer than pyproject.toml)
 #   3. the Apache Kafka broker jars from Maven Central into .stack/lib/kafka (python -m infra.kafka_jars)
 #   4. Flink: .venv-flink (apache-flink and its pins, apart from .venv) and the Kafka connector jars
 #
 # Run as root, or as a user with sudo (used for apt-get only). The Debian packages may start
-# system services (redis on 6379, influxd on 8086); our stack never uses them: it runs its own
-# processes on other ports (python -m infra.stack start). Env: PYTHON=python3.11 to pick the interpreter.
+# system services (redis on 6379, influxd on 8086, PostgreSQL's 'main' cluster on 5432); our stack never
+# uses them: it runs its own processes on other ports (python -m infra.stack start, python -m infra.postgres
+# start). Env: PYTHON=python3.11 to pick the interpreter.
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +40,9 @@ command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# Debian keeps initdb/postgres in /usr/lib/postgresql/<major>/bin, not on PATH.
+pg_bin() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -n1; }
+[ -x "$(pg_bin)/initdb" ] || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     missing+=(python3.11 python3.11-venv)
 elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -45,7 +50,7 @@ elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "    all present: redis-server influxd kcat java mvn $PYTHON"
+    echo "    all present: redis-server influxd kcat java mvn postgresql $PYTHON"
 else
     step "apt-get update (missing: ${missing[*]})"
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -61,6 +66,7 @@ echo "    $(first_line influxd version)"
 echo "    kcat $(kcat -V 2>&1 | grep -m1 -o 'Version [0-9.]*' || true)"
 echo "    $(first_line java -version)"
 echo "    $(first_line mvn -v)"
+echo "    $(first_line "$(pg_bin)/postgres" --version)"
 
 # ---------------------------------------------------------------- 2. Python venv
 if [ ! -x .venv/bin/python ]; then
