@@ -35,7 +35,14 @@ from streams.commands.order_service import OrderService
 from streams.commands.relay import OutboxRelay, kafka_producer_factory
 from streams.replay import read_topic
 from tests.unit.commands import relay_contract as contract
-from tests.unit.commands.order_commands_kit import PATHS, command_for, drive, record_stories, status_of
+from tests.unit.commands.order_commands_kit import (
+    PATHS,
+    command_for,
+    drive,
+    pause_after_load,
+    record_stories,
+    status_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -122,25 +129,13 @@ def test_order_stories_recorded_on_postgres_reload_identically_in_a_second_servi
 # --- 2. optimistic concurrency ---------------------------------------------------------------------------
 
 
-def _pause_after_load(service: OrderService, barrier: threading.Barrier) -> None:
-    """``service`` waits after loading an aggregate until the other writer has loaded it too."""
-    load = service.repository.get
-
-    def get(*args: Any, **kwargs: Any) -> Any:
-        aggregate = load(*args, **kwargs)
-        barrier.wait(timeout=10)
-        return aggregate
-
-    service.repository.get = get  # type: ignore[method-assign]
-
-
 def test_two_services_pay_the_same_order_exactly_one_wins(
         postgres: infra_postgres.Cluster, database: str, open_service: Callable[[], OrderService]) -> None:
     drive(open_service(), "PG-RACE", ["create"])
     barrier = threading.Barrier(2)
     writers = {"A": open_service(), "B": open_service()}
     for service in writers.values():
-        _pause_after_load(service, barrier)
+        pause_after_load(service, barrier)
     _, pay = command_for("confirm_payment", "PG-RACE", T0 + 60_000)
     outcomes: dict[str, BaseException | None] = {}
 

@@ -8,6 +8,7 @@ does not build yet. Times are fixed instants: step ``i`` of a path happens at
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from simulator.events import (
@@ -154,3 +155,16 @@ def record_stories(service: OrderService, n_orders: int, prefix: str) -> dict[st
             service.execute(command, oid, **kwargs)
         expected[order_id] = ENDINGS[ending]
     return expected
+
+
+def pause_after_load(service: Any, barrier: threading.Barrier) -> None:
+    """Make ``service`` pause after loading an aggregate until the other writer has loaded it too
+    (forces the race that optimistic concurrency must resolve)."""
+    load = service.repository.get
+
+    def get(*args: Any, **kwargs: Any) -> Any:
+        aggregate = load(*args, **kwargs)
+        barrier.wait(timeout=10)
+        return aggregate
+
+    service.repository.get = get

@@ -13,21 +13,9 @@ import pytest
 from simulator.events import T0
 from streams.commands.errors import CommandRejected, ConcurrentModification
 from streams.commands.order_service import OrderService
-from tests.unit.commands.order_commands_kit import command_for, drive
+from tests.unit.commands.order_commands_kit import command_for, drive, pause_after_load
 
 Outcome = tuple[str, str]  # (who, "ok" | error class name)
-
-
-def _load_then_wait(service: OrderService, barrier: threading.Barrier) -> None:
-    """Make ``service`` pause after loading an aggregate until the other writer has loaded too."""
-    load = service.repository.get
-
-    def get(*args: Any, **kwargs: Any) -> Any:
-        aggregate = load(*args, **kwargs)
-        barrier.wait(timeout=10)
-        return aggregate
-
-    service.repository.get = get  # type: ignore[method-assign]
 
 
 def _race(url: str, commands: dict[str, Callable[[OrderService], Any]]) -> dict[str, BaseException | None]:
@@ -35,7 +23,7 @@ def _race(url: str, commands: dict[str, Callable[[OrderService], Any]]) -> dict[
     barrier = threading.Barrier(len(commands))
     services = {who: OrderService.from_url(url) for who in commands}
     for service in services.values():
-        _load_then_wait(service, barrier)
+        pause_after_load(service, barrier)
     results: dict[str, BaseException | None] = {}
 
     def run(who: str) -> None:
