@@ -71,7 +71,8 @@ def load(profile: str | None = None) -> Settings:
     if profile not in _PORTS:
         raise ValueError(f"KUAILV_PROFILE must be one of {sorted(_PORTS)}, got {profile!r}")
     ports = _PORTS[profile]
-    state_dir = Path(_env("KUAILV_STATE_DIR", str(PROJECT_ROOT / ".stack")))
+    # Absolute: services run with their data dir as working directory and read config by path.
+    state_dir = Path(_env("KUAILV_STATE_DIR", str(PROJECT_ROOT / ".stack"))).resolve()
     kafka_port = int(_env("KUAILV_KAFKA_PORT", str(ports["kafka"])))
     redis_port = int(_env("KUAILV_REDIS_PORT", str(ports["redis"])))
     influx_port = int(_env("KUAILV_INFLUX_PORT", str(ports["influx"])))

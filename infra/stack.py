@@ -154,8 +154,8 @@ def _wait_all_ready(launched: dict[str, tuple[Service, int, float]], say: Out) -
 
 
 def _failure(svc: Service, reason: str, with_log: bool = True) -> str:
-    if not with_log:
-        return f"{svc.name} FAILED: {reason}"
+    if not with_log:  # it never started (e.g. port taken): no new log lines, but say where they go
+        return f"{svc.name} FAILED: {reason}\n  nothing was started for {svc.name}; its log: {svc.log_file}"
     lines = processes.tail(svc.log_file, 30)
     body = "\n".join(f"    {line}" for line in lines) if lines else "    (log is empty)"
     return f"{svc.name} FAILED: {reason}\n  last lines of {svc.log_file}:\n{body}\n  log: {svc.log_file}"
