@@ -283,13 +283,7 @@ def stop(profile: str | None = "test", *, out: Out | None = _print) -> None:
     cluster = info(profile)
     with processes.locked(cluster.home.parent / ".flink.lock"):
         for role in reversed(ROLES):
-            result = processes.stop(cluster.spec(role), timeout=30.0)
-            if result.outcome in ("stopped", "killed"):
-                say(f"flink-{role.name}: {result.outcome} (pid {result.pid}) in {result.seconds:.1f}s")
-            elif result.outcome == "stale pid file removed":
-                say(f"flink-{role.name}: not running (removed stale pid file for pid {result.pid})")
-            else:
-                say(f"flink-{role.name}: not running")
+            say(processes.describe_stop(f"flink-{role.name}", processes.stop(cluster.spec(role), timeout=30.0)))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ Stdlib only: importable from ``.venv`` (setup, ``infra.flink_cluster``) and ``.v
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import os
 import shutil
@@ -32,6 +31,7 @@ import sys
 from pathlib import Path
 
 from config import settings as settings_mod
+from infra import processes
 
 # Keep in step: scripts/setup_flink.sh installs FLINK_VERSION; infra/flink/pom.xml has
 # flink.version and the connector version (<connector>-<flink minor>).
@@ -168,8 +168,7 @@ def ensure_jars(target: Path | None = None, *, quiet: bool = False) -> Path:
     if jars_present(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".flink-jars.lock", "w") as lock:  # one build at a time
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with processes.locked(target.parent / ".flink-jars.lock"):  # one build at a time
         if jars_present(target):
             return target
         mvn = shutil.which("mvn")

@@ -12,7 +12,6 @@ editing the pom fetches again.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import sys
 from pathlib import Path
 
 from config import settings as settings_mod
+from infra import processes
 
 KAFKA_VERSION = "3.9.1"
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
@@ -53,8 +53,7 @@ def ensure_jars(target: Path | None = None, *, quiet: bool = False) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # One fetch at a time (two pytest sessions may start at once).
-    with open(target.parent / ".kafka-jars.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with processes.locked(target.parent / ".kafka-jars.lock"):
         if jars_present(target):
             return target
         mvn = shutil.which("mvn")

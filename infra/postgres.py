@@ -396,11 +396,7 @@ def stop(profile: str | None = "test", *, out: Out | None = _print) -> None:
     with _lock(c):
         pid = processes.find_running(c.spec)
         if pid is None:
-            result = processes.stop(c.spec)  # removes a stale PID file
-            if result.outcome == "stale pid file removed":
-                say(f"postgres: not running (removed stale pid file for pid {result.pid})")
-            else:
-                say("postgres: not running")
+            say(processes.describe_stop("postgres", processes.stop(c.spec)))  # removes a stale PID file
             return
         t0 = time.monotonic()
         outcome = "stopped"

@@ -140,6 +140,15 @@ class StopResult:
     seconds: float = 0.0
 
 
+def describe_stop(name: str, result: StopResult) -> str:
+    """The one-line report of a ``stop`` every infra module prints."""
+    if result.outcome in ("stopped", "killed"):
+        return f"{name}: {result.outcome} (pid {result.pid}) in {result.seconds:.1f}s"
+    if result.outcome == "stale pid file removed":
+        return f"{name}: not running (removed stale pid file for pid {result.pid})"
+    return f"{name}: not running"
+
+
 def stop(spec: ProcessSpec, timeout: float = 20.0) -> StopResult:
     """SIGTERM our process, wait up to ``timeout`` s, then SIGKILL. Idempotent; never signals a stranger."""
     recorded = read_pid(spec.pid_file)

@@ -196,13 +196,7 @@ def stop(
     selected = build_services(settings, _names(services))
     with _lock(settings):
         for svc in reversed(selected):
-            result = processes.stop(svc.process)
-            if result.outcome in ("stopped", "killed"):
-                say(f"{svc.name}: {result.outcome} (pid {result.pid}) in {result.seconds:.1f}s")
-            elif result.outcome == "stale pid file removed":
-                say(f"{svc.name}: not running (removed stale pid file for pid {result.pid})")
-            else:
-                say(f"{svc.name}: not running")
+            say(processes.describe_stop(svc.name, processes.stop(svc.process)))
 
 
 def reset(

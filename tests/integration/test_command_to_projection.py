@@ -81,7 +81,7 @@ def test_simulated_telemetry_lands_in_influxdb(system: tuple[Settings, Simulatio
     start = progress.first_event_ms
     config = SimulationConfig(seed=11, orders=25, start=start)
     pings = [s for s in simulate(config) if getattr(s, "record_type", None) == "GpsPing"]
-    assert len(pings) == sum(1 for _ in pings) > 100
+    assert len(pings) > 100
     last = max(p.at for p in pings)
 
     def count() -> int:
