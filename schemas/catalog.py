@@ -28,6 +28,7 @@ class SchemaEntry:
     raw: dict[str, Any]
     parsed: Any  # fastavro parsed schema for reading (no write hints)
     writer: Any = None  # fastavro parsed schema for writing (with named-type hints: ~40% faster)
+    parsed_ms: Any = None  # reading with timestamp-millis as epoch-ms ints (no datetime objects)
 
     @property
     def short_name(self) -> str:
@@ -47,6 +48,25 @@ def parse(raw: dict[str, Any]) -> Any:
 
 def parse_for_writing(raw: dict[str, Any]) -> Any:
     return fastavro.parse_schema(raw)
+
+
+def without_timestamp_types(raw: Any) -> Any:
+    """A copy of the schema with ``timestamp-millis`` dropped: the same binary encoding (a long),
+    decoded as epoch milliseconds instead of a ``datetime`` (which costs ~40% of a decode)."""
+    if isinstance(raw, dict):
+        return {k: without_timestamp_types(v) for k, v in raw.items()
+                if not (k == "logicalType" and v == "timestamp-millis")}
+    if isinstance(raw, list):
+        return [without_timestamp_types(v) for v in raw]
+    return raw
+
+
+def parse_epoch_ms(raw: dict[str, Any]) -> Any:
+    return fastavro.parse_schema(without_timestamp_types(raw), _write_hint=False)
+
+
+def make_entry(schema_id: int, name: str, version: int, raw: dict[str, Any]) -> SchemaEntry:
+    return SchemaEntry(schema_id, name, version, raw, parse(raw), parse_for_writing(raw), parse_epoch_ms(raw))
 
 
 def full_name(raw: dict[str, Any]) -> str:
@@ -99,7 +119,5 @@ def _committed() -> CommittedCatalog:
         name = full_name(raw)
         if name != item["name"]:
             raise ValueError(f"catalog.json says id {item['id']} is {item['name']}, file holds {name}")
-        entries.append(
-            SchemaEntry(int(item["id"]), name, int(item["version"]), raw, parse(raw), parse_for_writing(raw))
-        )
+        entries.append(make_entry(int(item["id"]), name, int(item["version"]), raw))
     return CommittedCatalog(entries)

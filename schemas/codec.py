@@ -67,9 +67,48 @@ def _check(entry: Any, value: dict[str, Any]) -> None:
                            schema_id=entry.id) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class _ReadPlan:
+    short_name: str
+    name: str
+    writer: Any  # parsed writer schema
+    reader: Any  # parsed reader schema when it differs from the writer's (resolution), else None
+    named: dict[str, dict[str, Any]]  # fastavro's named types of both, built once
+
+
+_READ_OPTIONS = {"return_record_name": False, "return_record_name_override": False,
+                 "handle_unicode_errors": "strict", "return_named_type": False,
+                 "return_named_type_override": False}
+
+try:
+    # fastavro's own record reader, minus the set-up schemaless_reader repeats on every call (it
+    # re-registers every named type of the schema and builds two dicts): measured 2-3x faster on
+    # order events. Private, hence the exact fastavro pin and tests/unit/schemas/test_codec_fast_read.py,
+    # which checks it against schemaless_reader on every schema; without it the public reader runs.
+    from fastavro._read import _read_data as _fastavro_read_data
+except ImportError:  # pragma: no cover - another fastavro build
+    _fastavro_read_data = None
+
+
+def _read_body(buf: io.BytesIO, plan: _ReadPlan) -> Any:
+    if _fastavro_read_data is not None:
+        return _fastavro_read_data(buf, plan.writer, plan.named, plan.reader, _READ_OPTIONS)
+    return fastavro.schemaless_reader(buf, plan.writer, plan.reader)
+
+
 class AvroCodec:
-    def __init__(self, catalog: SchemaCatalog | None = None) -> None:
+    """Encode and decode framed records.
+
+    ``epoch_ms=True`` decodes ``timestamp-millis`` fields as epoch-millisecond ints instead of
+    aware ``datetime`` objects: the same bytes, ~40% less decode time, and the representation the
+    projections compute with anyway. The stream workers, the Flink job and replay use it; encoding
+    accepts either form.
+    """
+
+    def __init__(self, catalog: SchemaCatalog | None = None, *, epoch_ms: bool = False) -> None:
         self.catalog: SchemaCatalog = catalog if catalog is not None else CommittedCatalog.load()
+        self.epoch_ms = epoch_ms
+        self._plans: dict[int, _ReadPlan] = {}
 
     def encode(self, record_type: str, value: dict[str, Any], *, checked: bool = False) -> bytes:
         """Frame and encode ``value`` with the newest schema of ``record_type``.
@@ -91,31 +130,40 @@ class AvroCodec:
                                schema_id=entry.id) from exc
         return buf.getvalue()
 
+    def _plan(self, schema_id: int) -> _ReadPlan:
+        """How to read a body written with ``schema_id`` (cached: schemas are immutable)."""
+        plan = self._plans.get(schema_id)
+        if plan is None:
+            writer = self.catalog.by_id(schema_id)
+            reader = self.catalog.latest(writer.name)
+            w = writer.parsed_ms if self.epoch_ms else writer.parsed
+            r = None if reader.id == writer.id else (reader.parsed_ms if self.epoch_ms else reader.parsed)
+            named = {"writer": dict(w.get("__named_schemas", {})),
+                     "reader": dict(r.get("__named_schemas", {})) if r is not None else {}}
+            plan = self._plans[schema_id] = _ReadPlan(writer.short_name, writer.name, w, r, named)
+        return plan
+
     def decode(self, data: bytes | None) -> Decoded:
         schema_id = read_header(data)
         assert data is not None
-        writer = self.catalog.by_id(schema_id)
-        reader = self.catalog.latest(writer.name)
+        plan = self._plan(schema_id)
         buf = io.BytesIO(data)
         buf.seek(_HEADER.size)
         try:
-            if reader.id == writer.id:
-                value = fastavro.schemaless_reader(buf, writer.parsed, None)
-            else:
-                value = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
+            value = _read_body(buf, plan)
         except Exception as exc:  # fastavro raises many types on corrupt input
             raise AvroDecodeFailed(
-                f"body does not decode as {writer.name} (schema id {schema_id}): {type(exc).__name__}: {exc}",
+                f"body does not decode as {plan.name} (schema id {schema_id}): {type(exc).__name__}: {exc}",
                 schema_id=schema_id,
             ) from exc
         if buf.tell() != len(data):
             raise AvroDecodeFailed(
-                f"{len(data) - buf.tell()} trailing bytes after a {writer.name} record (schema id {schema_id})",
+                f"{len(data) - buf.tell()} trailing bytes after a {plan.name} record (schema id {schema_id})",
                 schema_id=schema_id,
             )
         if not isinstance(value, dict):
             raise AvroDecodeFailed(f"schema id {schema_id} is not a record schema", schema_id=schema_id)
-        return Decoded(writer.short_name, schema_id, value)
+        return Decoded(plan.short_name, schema_id, value)
 
     # --- Avro JSON encoding (replay files) -------------------------------------------
 
