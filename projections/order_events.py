@@ -37,21 +37,49 @@ def _line_nos(view: View | None) -> set[int]:
     return {line["line_no"] for line in view["lines"]} if view else set()
 
 
-def _check_finite(value: Any, path: str) -> None:
+# Where each order event carries floating-point numbers (Avro float/double fields), the only
+# values that can be NaN or infinite. tests/unit/projections/test_order_events_floats.py derives
+# the same table from the Avro schemas, so a new float field cannot be missed.
+FLOAT_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "OrderCreated": (("lines", "[]", "quantity"), ("delivery_address", "location", "lat"),
+                     ("delivery_address", "location", "lng")),
+    "StockChecked": (("lines", "[]", "requested"), ("lines", "[]", "available")),
+    "LineWeighed": (("picked_quantity",), ("expected_kg",), ("measured_kg",)),
+    "OrderDispatched": (("origin", "lat"), ("origin", "lng")),
+    "ExceptionReported": (("location", "lat"), ("location", "lng")),
+    "OrderDelivered": (("location", "lat"), ("location", "lng"), ("lines", "[]", "delivered_quantity")),
+    "DeliveryRefused": (("location", "lat"), ("location", "lng")),
+    "ReturnStarted": (("lines", "[]", "quantity"),),
+    "DamageClaimOpened": (("lines", "[]", "quantity"),),
+}
+
+
+def _check_finite_at(node: Any, path: tuple[str, ...], i: int, where: str) -> None:
+    while i < len(path):
+        if node is None:
+            return
+        step = path[i]
+        if step == "[]":
+            for n, item in enumerate(node):
+                _check_finite_at(item, path, i + 1, f"{where}[{n}]")
+            return
+        node = node[step]
+        where = f"{where}.{step}"
+        i += 1
+    if type(node) is float and not math.isfinite(node):
+        raise InvalidEvent(f"{where} is {node}: numbers must be finite")
+
+
+def _check_finite(event_type: str, event: Event) -> None:
     """Every float in the event is finite (NaN/inf would make the state invalid JSON)."""
-    items = value.items() if type(value) is dict else enumerate(value) if type(value) is list else ()
-    for key, v in items:
-        t = type(v)
-        if t is float:
-            _require(math.isfinite(v), f"{path}.{key} is {v}: numbers must be finite")
-        elif t is dict or t is list:
-            _check_finite(v, f"{path}.{key}")
+    for path in FLOAT_PATHS.get(event_type, ()):
+        _check_finite_at(event, path, 0, event_type)
 
 
 def validate(event_type: str, event: Event, view: View | None) -> None:
     """Raise InvalidEvent for impossible data. A missing or mistyped field raises
     KeyError/TypeError, which the fold also turns into an INVALID_EVENT rejection."""
-    _check_finite(event, event_type)
+    _check_finite(event_type, event)
     if event_type == "OrderCreated":
         lines = event["lines"]
         _require(len(lines) > 0, "an order needs at least one line")
@@ -64,8 +92,8 @@ def validate(event_type: str, event: Event, view: View | None) -> None:
                  "delivery window ends before it starts")
         _check_point(event["delivery_address"]["location"], "delivery address")
         return
-    known = _line_nos(view)
     if event_type == "StockChecked":
+        known = _line_nos(view)
         checked = [line["line_no"] for line in event["lines"]]
         _require(sorted(checked) == sorted(known),
                  f"stock check covers lines {sorted(checked)}, the order has lines {sorted(known)}")
@@ -76,14 +104,14 @@ def validate(event_type: str, event: Event, view: View | None) -> None:
                      f"stock line {line['line_no']}: status {line['status']} but {line['available']} of "
                      f"{line['requested']} available")
     elif event_type == "LineWeighed":
-        _require(event["line_no"] in known, f"weighed line {event['line_no']} is not on the order")
+        _require(event["line_no"] in _line_nos(view), f"weighed line {event['line_no']} is not on the order")
         _require(event["picked_quantity"] >= 0 and event["measured_kg"] >= 0 and event["expected_kg"] >= 0,
                  f"line {event['line_no']}: negative picked quantity or weight")
     elif event_type in ("OrderDelivered", "ReturnStarted", "DamageClaimOpened"):
         ordered = {line["line_no"]: line["ordered"] for line in view["lines"]} if view else {}
         for line in event["lines"]:
             qty = line.get("delivered_quantity", line.get("quantity"))
-            _require(line["line_no"] in known, f"line {line['line_no']} is not on the order")
+            _require(line["line_no"] in ordered, f"line {line['line_no']} is not on the order")
             _require(qty is not None and 0 <= qty <= ordered[line["line_no"]],
                      f"line {line['line_no']}: quantity {qty} is outside 0..{ordered[line['line_no']]} ordered")
         if event_type == "DamageClaimOpened":
@@ -100,12 +128,11 @@ def validate(event_type: str, event: Event, view: View | None) -> None:
             _check_point(event[key], key)
 
 
-def _copy(view: View) -> View:
-    new = dict(view)
-    new["lines"] = [dict(line) for line in view["lines"]]
-    new["stages"] = dict(view["stages"])
-    new["short_lines"] = list(view["short_lines"])
-    return new
+def _own_lines(v: View) -> dict[int, dict[str, Any]]:
+    """Give ``v`` its own copies of the line dicts (the previous view shares them) and index them."""
+    lines = [dict(line) for line in v["lines"]]
+    v["lines"] = lines
+    return {line["line_no"]: line for line in lines}
 
 
 def _fix(point: Mapping[str, Any], at: int, source: str) -> dict[str, Any]:
@@ -143,7 +170,7 @@ def _paid(v: View, e: Event) -> None:
 
 
 def _stock(v: View, e: Event) -> None:
-    by_no = {line["line_no"]: line for line in v["lines"]}
+    by_no = _own_lines(v)
     short = []
     for sl in e["lines"]:
         line = by_no[sl["line_no"]]
@@ -155,7 +182,8 @@ def _stock(v: View, e: Event) -> None:
 
 
 def _weighed(v: View, e: Event) -> None:
-    for line in v["lines"]:
+    v["lines"] = lines = [dict(line) if line["line_no"] == e["line_no"] else line for line in v["lines"]]
+    for line in lines:
         if line["line_no"] == e["line_no"]:
             line["picked"] = float(e["picked_quantity"])
             line["expected_kg"] = float(e["expected_kg"])
@@ -179,7 +207,7 @@ def _exception(v: View, e: Event) -> None:
 
 def _delivered(v: View, e: Event) -> None:
     at = ms(e["event_time"])
-    by_no = {line["line_no"]: line for line in v["lines"]}
+    by_no = _own_lines(v)
     for dl in e["lines"]:
         by_no[dl["line_no"]]["delivered"] = float(dl["delivered_quantity"])
     v["signature"] = {"receiver_name": e["receiver_name"], "signature_ref": e["signature_ref"],
@@ -195,7 +223,7 @@ def _refused(v: View, e: Event) -> None:
 
 
 def _return_started(v: View, e: Event) -> None:
-    by_no = {line["line_no"]: line for line in v["lines"]}
+    by_no = _own_lines(v)
     for rl in e["lines"]:
         by_no[rl["line_no"]]["returned"] = float(rl["quantity"])
 
@@ -229,16 +257,19 @@ HANDLERS: dict[str, Callable[[View, Event], None]] = {
 
 
 def apply_event(view: View | None, event_type: str, event: Event, status: str, stage: str) -> View:
-    """The view after a legal ``event`` (already validated, transition decided)."""
+    """The view after a legal ``event`` (already validated, transition decided).
+
+    Copy-on-write: the new view shares every part the event did not change with ``view``
+    (which is never modified), so an encoder can reuse the bytes of unchanged parts."""
     if event_type == "OrderCreated":
         new = _created(view, event)
     else:
         assert view is not None
-        new = _copy(view)
+        new = dict(view)
         HANDLERS[event_type](new, event)
     at = ms(event["event_time"])
     new["status"] = status
     new["version"] = event["version"]
     new["updated_at"] = max(new["updated_at"], at)
-    new["stages"][stage] = at
+    new["stages"] = {**new["stages"], stage: at}
     return new

@@ -1,8 +1,8 @@
 """One engine-neutral step of the order-state projection: raw Kafka records of
 one order in, new fold state, outputs and dead letters out.
 
-The Faust worker (``streams.order_projector``), the Flink job
-(``jobs.order_state_job``) and replay all call these two functions, so the
+The worker (``streams.order_agent``), the Flink job (``jobs.order_state_job``) and
+replay all call ``OrderProjection`` (through ``projections.keyed_batch``), so the
 engines cannot disagree about what a record means. Pure: no I/O, no clock.
 """
 
@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from projections.keyed_batch import Folded, Keyed
 from projections.order_state import FoldResult, Rejection, State, fold
 from projections.order_status import ORDER_EVENT_TYPES
 from schemas.codec import AvroCodec, Decoded
 from schemas.dead_letters import DeadLetter, SourceRecord
 from schemas.errors import CodecError
+from schemas.fieldwise_encoder import Encoded, FieldwiseEncoder
 
 
 def decode_order_record(codec: AvroCodec, rec: SourceRecord) -> Decoded | DeadLetter:
@@ -75,6 +77,40 @@ def fold_records(codec: AvroCodec, state: State | None,
 def projection_record(codec: AvroCodec, state: State) -> tuple[bytes, bytes]:
     """Key and value of the compacted order-state topic for ``state`` (which has a view)."""
     return state["order_id"].encode(), codec.encode("OrderState", state["view"])
+
+
+class OrderProjection:
+    """The order-state projection as a ``projections.keyed_batch.KeyedProjection``."""
+
+    name = "order-state"
+
+    def __init__(self, codec: AvroCodec) -> None:
+        self.codec = codec
+        self.views = FieldwiseEncoder(codec, "OrderState")
+
+    def decode(self, rec: SourceRecord) -> Keyed[Decoded] | DeadLetter:
+        out = decode_order_record(self.codec, rec)
+        return out if type(out) is DeadLetter else Keyed(out.value["order_id"], out)  # type: ignore[union-attr]
+
+    def fold(self, key: str, state: State | None, items: Sequence[tuple[SourceRecord, Decoded]]) -> Folded[State]:
+        step = fold_records(self.codec, state, items)
+        return Folded(step.state, changed=step.changed and step.state is not None,
+                      published=step.view_changed and step.view is not None, dead_letters=step.dead_letters,
+                      applied=step.applied, duplicates=step.duplicates, buffered=step.buffered)
+
+    def encode_view(self, state: State, previous: Encoded | None = None) -> Encoded:
+        """The projection record's value (framed ``OrderState``), re-using ``previous``'s unchanged bytes."""
+        return self.views.encode(state["view"], previous)
+
+
+def bookkeeping(state: State) -> dict[str, Any]:
+    """The fold state without its view: what a store keeps next to the encoded view."""
+    return {k: v for k, v in state.items() if k != "view"}
+
+
+def with_view(book: dict[str, Any], view: dict[str, Any] | None) -> State:
+    """The fold state back from its bookkeeping and its view (decoded with ``epoch_ms=True``)."""
+    return {**book, "view": view}
 
 
 def _rejected(codec: AvroCodec, rec: SourceRecord, decoded: Decoded, r: Rejection,

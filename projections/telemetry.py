@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from projections.keyed_batch import Folded, Keyed
 from projections.order_events import InvalidEvent
 from projections.timefmt import ms
+from schemas.dead_letters import DeadLetter, SourceRecord
+from schemas.errors import CodecError
+
+Reading = tuple[str, dict[str, Any]]  # (record type, decoded value)
 
 MAX_SPEED_KMH = 200.0
 # Ids become InfluxDB tags and Redis keys: letters, digits and . _ - : @ / only, 1..128 chars.
@@ -65,3 +70,40 @@ def latest_by(records: Iterable[Mapping[str, Any]], key: str) -> list[Mapping[st
         if cur is None or rank > cur[:2]:
             best[k] = (*rank, r)
     return [best[k][2] for k in sorted(best)]
+
+
+class TelemetryProjection:
+    """GPS pings and sensor readings as a ``projections.keyed_batch.KeyedProjection``: keyed by
+    driver or device, stateless; a valid reading is emitted as an output ``(record, (type,
+    value))``, anything else is a dead letter. The sinks (``streams.telemetry_agent``) turn
+    outputs into InfluxDB points and each driver's latest position."""
+
+    name = "telemetry"
+
+    def __init__(self, codec: Any, kinds: Mapping[str, tuple[str, str]]) -> None:
+        self.codec = codec  # schemas.codec.AvroCodec
+        self.kinds = kinds  # topic -> (record type, key field), e.g. {"kuailv.gps.v1": ("GpsPing", "driver_id")}
+        self._validate = {"GpsPing": validate_gps, "SensorReading": validate_sensor}
+
+    def decode(self, rec: SourceRecord) -> Keyed[Reading] | DeadLetter:
+        expected, key_field = self.kinds[rec.topic]
+        try:
+            decoded = self.codec.decode(rec.value)
+        except CodecError as exc:
+            return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
+        value = decoded.value
+        if decoded.record_type != expected:
+            return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
+                              value.get("event_id"), decoded.record_type, decoded.schema_id)
+        key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+        try:
+            if key != value[key_field]:
+                raise InvalidEvent(f"message key {key!r} is not the {key_field} {value[key_field]!r}")
+            self._validate[expected](value)
+        except InvalidEvent as exc:
+            return DeadLetter(rec, "INVALID_EVENT", str(exc), value["event_id"], decoded.record_type,
+                              decoded.schema_id)
+        return Keyed(key, (decoded.record_type, value))
+
+    def fold(self, key: str, state: None, items: Sequence[tuple[SourceRecord, Reading]]) -> Folded[None]:
+        return Folded(None, outputs=list(items), applied=len(items))
