@@ -7,10 +7,12 @@ Every subcommand reads configuration from the environment (``config.settings``);
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import os
 import sys
 from typing import Any
+
+import orjson
 
 from config import settings as settings_mod
 
@@ -23,7 +25,7 @@ def cmd_order(args: argparse.Namespace) -> int:
     from streams.queries import order_document
 
     s = settings_mod.load(args.profile)
-    doc = asyncio.run(order_document(s, args.order_id))
+    doc = order_document(s, args.order_id)
     if doc is None:
         print(f"order {args.order_id} not found in Redis {s.redis_url} (prefix {s.redis_prefix})", file=sys.stderr)
         return 1
@@ -35,26 +37,41 @@ def cmd_orders(args: argparse.Namespace) -> int:
     from streams.queries import order_ids
 
     s = settings_mod.load(args.profile)
-    ids = asyncio.run(order_ids(s, status=args.status, customer=args.customer, driver=args.driver))
+    ids = order_ids(s, status=args.status, customer=args.customer, driver=args.driver)
     for oid in sorted(ids):
         print(oid)
     return 0
 
 
+def _report(summary: Any, what: str) -> None:
+    rate = summary.events / summary.seconds if summary.seconds else 0.0
+    print(f"{what} {summary.events:,} events into {summary.orders:,} orders in {summary.seconds:.1f}s "
+          f"({rate:,.0f} events/s, {len(summary.shares)} processes, peak RSS {summary.peak_rss_mb:.0f} MiB/process); "
+          f"{summary.dead_letter_count} dead letters", file=sys.stderr)
+    for line in summary.dead_letters[:20]:
+        print(f"  dead letter: {line}", file=sys.stderr)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from schemas.topics import ORDER_EVENTS
-    from streams.replay import read_topic, replay_lines, replay_records
-    from streams.resources import make_codec
+    from streams import replay_parallel
+    from streams.replay import is_record_log, replay_lines
+    from streams.worker import make_codec
 
     s = settings_mod.load(args.profile)
-    codec = make_codec(s)
-    if args.topic:
-        result = replay_records(read_topic(s.kafka_bootstrap, args.topic_name or ORDER_EVENTS.name), codec)
-    else:
-        with open(args.file, encoding="utf-8") as fh:
-            result = replay_lines(fh, codec, source=args.file)
+    workers = args.workers or os.cpu_count() or 1
+    if args.topic or is_record_log(args.file):
+        source = (replay_parallel.Source(path=args.file) if args.file else
+                  replay_parallel.Source(bootstrap=s.kafka_bootstrap, topic=args.topic_name or ORDER_EVENTS.name))
+        summary = replay_parallel.run(source, workers, views_out=sys.stdout.buffer)
+        sys.stdout.flush()
+        _report(summary, "replayed")
+        return 0
+    with open(args.file, encoding="utf-8") as fh:  # JSON lines: one process, line by line
+        result = replay_lines(fh, make_codec(s, epoch_ms=False), source=args.file)
     for view in result.views():
-        print(_dump(view))
+        sys.stdout.buffer.write(orjson.dumps(view, option=orjson.OPT_SORT_KEYS) + b"\n")
+    sys.stdout.flush()
     print(f"replayed {result.events} events into {len(result.states)} orders; "
           f"{len(result.rejections)} rejected, {len(result.dead_letters)} undecodable", file=sys.stderr)
     for line in result.dead_letters[:20]:
@@ -64,28 +81,56 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_rebuild(args: argparse.Namespace) -> int:
     from schemas.topics import ORDER_EVENTS
-    from streams.replay import export_lines, read_topic
-    from streams.resources import make_codec
+    from streams import replay_parallel
 
     s = settings_mod.load(args.profile)
-    out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
-    try:
-        n = export_lines(read_topic(s.kafka_bootstrap, ORDER_EVENTS.name), make_codec(s), out)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    print(f"exported {n} order events", file=sys.stderr)
+    source = (replay_parallel.Source(path=args.file) if args.file else
+              replay_parallel.Source(bootstrap=s.kafka_bootstrap, topic=args.topic_name or ORDER_EVENTS.name))
+    prefix = args.prefix or s.redis_prefix
+    print(f"rebuilding Redis {s.redis_url} prefix {prefix!r} from {source.describe()}", file=sys.stderr)
+    summary = replay_parallel.run(source, args.workers or os.cpu_count() or 1,
+                                  redis_target=replay_parallel.RedisTarget(s.redis_url, prefix))
+    _report(summary, "rebuilt from")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from schemas.topics import ORDER_EVENTS
+    from streams.replay import export_lines, read_topic, read_topic_batches, write_record_log
+    from streams.worker import make_codec
+
+    s = settings_mod.load(args.profile)
+    topic = args.topic_name or ORDER_EVENTS.name
+    json_lines = args.format == "jsonl" or (args.format is None and args.out.endswith((".jsonl", ".json")))
+    if json_lines:
+        out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
+        try:
+            n = export_lines(read_topic(s.kafka_bootstrap, topic), make_codec(s, epoch_ms=False), out)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        print(f"exported {n} order events as JSON lines", file=sys.stderr)
+        return 0
+    if args.out == "-":
+        print("a record log is binary: give --out FILE.avro (or --format jsonl for stdout)", file=sys.stderr)
+        return 2
+    with open(args.out, "wb") as fh:
+        n = write_record_log(read_topic_batches(s.kafka_bootstrap, topic), fh)
+    print(f"exported {n} records of {topic} as a record log to {args.out}", file=sys.stderr)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.faust_app import run_worker
+    from streams.worker import AGENTS, run_worker
 
-    sys.argv = [sys.argv[0], "worker", "--loglevel", args.loglevel]
-    run_worker(settings_mod.load(args.profile), args.loglevel)
-    return 0
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()] if args.agents else list(AGENTS)
+    unknown = sorted(set(agents) - set(AGENTS))
+    if unknown:
+        print(f"unknown agent(s) {', '.join(unknown)}; known: {', '.join(AGENTS)}", file=sys.stderr)
+        return 2
+    return run_worker(settings_mod.load(args.profile), agents, args.loglevel)
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
@@ -111,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from streams.queries import progress
 
-    print(_dump(asyncio.run(progress(settings_mod.load(args.profile))), pretty=True))
+    print(_dump(progress(settings_mod.load(args.profile)), pretty=True))
     return 0
 
 
@@ -134,17 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="fold history (file or topic) and print projections as JSON lines")
     src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("file", nargs="?", help="JSON lines: {\"event_type\": ..., \"event\": {Avro JSON}}")
+    src.add_argument("file", nargs="?", help="a record log (.avro, from kuailv export) or JSON lines "
+                                             "({\"event_type\": ..., \"event\": {Avro JSON}})")
     src.add_argument("--topic", action="store_true", help="read the order-event topic from the beginning")
     r.add_argument("--topic-name", default=None, help="another topic than kuailv.order-events.v1")
+    r.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
     r.set_defaults(fn=cmd_replay)
 
-    e = sub.add_parser("export", help="write the order-event topic as replay JSON lines")
-    e.add_argument("--out", default="-")
+    rb = sub.add_parser("rebuild", help="rebuild the Redis order store from the log (topic or record-log file)")
+    rb.add_argument("--file", default=None, help="a record log (.avro) instead of the topic")
+    rb.add_argument("--topic-name", default=None, help="another topic than kuailv.order-events.v1")
+    rb.add_argument("--prefix", default=None, help="Redis key prefix (default: KUAILV_REDIS_PREFIX)")
+    rb.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    rb.set_defaults(fn=cmd_rebuild)
+
+    e = sub.add_parser("export", help="write the order-event topic as a record log (.avro) or JSON lines")
+    e.add_argument("--out", default="-", help="FILE.avro (record log) or FILE.jsonl / - (JSON lines)")
+    e.add_argument("--format", choices=["avro", "jsonl"], default=None, help="default: from the file name")
+    e.add_argument("--topic-name", default=None, help="another topic than kuailv.order-events.v1")
     e.set_defaults(fn=cmd_export)
 
-    w = sub.add_parser("worker", help="run a Faust worker (start several to scale out)")
+    w = sub.add_parser("worker", help="run the projection worker (start several to scale out)")
     w.add_argument("--loglevel", default="info")
+    w.add_argument("--agents", default=None, help="comma-separated subset of: orders,telemetry (default: all)")
     w.set_defaults(fn=cmd_worker)
 
     rl = sub.add_parser("relay", help="publish recorded order events from the event store to Kafka")

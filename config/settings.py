@@ -58,7 +58,9 @@ class Settings:
     redis_prefix: str
     worker_batch_size: int
     worker_batch_seconds: float
+    state_cache_keys: int
     postgres_port: int
+    topic_renames: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -94,5 +96,18 @@ def load(profile: str | None = None) -> Settings:
         redis_prefix=_env("KUAILV_REDIS_PREFIX", "kuailv"),
         worker_batch_size=int(_env("KUAILV_WORKER_BATCH_SIZE", "500")),
         worker_batch_seconds=float(_env("KUAILV_WORKER_BATCH_SECONDS", "0.2")),
+        state_cache_keys=int(_env("KUAILV_STATE_CACHE_KEYS", "50000")),
         postgres_port=int(_env("KUAILV_POSTGRES_PORT", str(ports["postgres"]))),
+        topic_renames=_renames(os.environ.get("KUAILV_TOPIC_RENAMES", "")),
     )
+
+
+def _renames(spec: str) -> dict[str, str]:
+    """``contract-name=actual-name,...``: run the workers on other topics (benchmarks, side-by-side runs)."""
+    out = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, sep, actual = item.partition("=")
+        if not sep or not name.strip() or not actual.strip():
+            raise ValueError(f"KUAILV_TOPIC_RENAMES: expected contract-name=actual-name, got {item!r}")
+        out[name.strip()] = actual.strip()
+    return out

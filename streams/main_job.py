@@ -1,6 +1,6 @@
 """``kuailv run`` / ``make run``: the main job on the local stack, end to end.
 
-Starts Faust worker(s) and the outbox relay as subprocesses, drives the
+Starts worker(s) and the outbox relay as subprocesses, drives the
 simulated city through the command side and Kafka, shows live progress
 (events/s, orders per state, dead letters), waits until every event is
 projected, prints a summary and one order as ``kuailv order`` shows it, then
@@ -10,7 +10,6 @@ stops the processes it started. The stack itself keeps running for queries
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -76,9 +75,9 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
           f"InfluxDB {settings.influx_url}/{settings.influx_db}")
     procs = [_spawn(["worker", "--loglevel", "warning"], settings, f"worker-{i}.log") for i in range(workers)]
     procs.append(_spawn(["relay", "--interval", "0.2"], settings, "relay.log"))
-    print(f"started {workers} Faust worker(s) and the outbox relay; logs in {settings.stack_dir / 'logs'}")
+    print(f"started {workers} worker(s) and the outbox relay; logs in {settings.stack_dir / 'logs'}")
     start_ends = sum(end_offsets(settings.kafka_bootstrap, [ORDER_EVENTS.name]).values())
-    base = asyncio.run(progress(settings))
+    base = progress(settings)
     sim = SimulationProgress()
     stop = threading.Event()
     t0 = time.monotonic()
@@ -93,7 +92,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         deadline: float | None = None
         while True:
             time.sleep(1.0)
-            stats = asyncio.run(progress(settings))
+            stats = progress(settings)
             run = _since(stats, base)
             count = run["orders"].get("records", 0) + run["telemetry"].get("records", 0)
             now = time.monotonic()
@@ -120,7 +119,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     finally:
         _stop(procs)
     elapsed = time.monotonic() - t0
-    stats = asyncio.run(progress(settings))
+    stats = progress(settings)
     print()
     print(f"simulated {len(sim.order_ids)} orders in {elapsed:.1f}s: {sim.commands} order commands, "
           f"{sim.telemetry} GPS/sensor records, {sim.refused} commands refused")
@@ -142,7 +141,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
 
 def _pick_example(settings: Settings, order_ids: list[str]) -> dict | None:
     """A re-dispatched or delivered order makes the best example (driver, location, items)."""
-    docs = [d for d in (asyncio.run(order_document(settings, oid)) for oid in order_ids[:200]) if d]
+    docs = [d for d in (order_document(settings, oid) for oid in order_ids[:200]) if d]
     for want in (lambda d: d["dispatchCount"] > 1, lambda d: d["driverInfo"] is not None, lambda d: True):
         for d in docs:
             if want(d):

@@ -1,7 +1,9 @@
-"""Read side for the CLI (and a future API): one order, order lists, progress."""
+"""Read side for the CLI (and the API): one order, order lists, progress. Synchronous Redis."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from config.settings import Settings
@@ -11,47 +13,43 @@ from streams.sinks.redis_orders import RedisOrderStore
 from streams.sinks.redis_positions import RedisDriverPositions
 
 
-def _client(settings: Settings) -> Any:
-    import redis.asyncio as aioredis
+@contextmanager
+def _client(settings: Settings) -> Iterator[Any]:
+    import redis
 
-    return aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
-
-
-async def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
-    """The order's projection with the driver's live GPS position merged in."""
-    r = _client(settings)
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=False)
     try:
-        view = await RedisOrderStore(r, settings.redis_prefix).view(order_id)
+        yield r
+    finally:
+        r.close()
+
+
+def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
+    """The order's public view with the driver's live GPS position merged in."""
+    with _client(settings) as r:
+        view = RedisOrderStore(r, settings.redis_prefix).view(order_id)
         if view is None:
             return None
         driver = (view.get("driverInfo") or {}).get("driverId")
-        position = await RedisDriverPositions(r, settings.redis_prefix).get(driver) if driver else None
+        position = RedisDriverPositions(r, settings.redis_prefix).get(driver) if driver else None
         return with_live_position(view, position)
-    finally:
-        await r.aclose()
 
 
-async def order_ids(settings: Settings, **by: str | None) -> set[str]:
-    r = _client(settings)
-    try:
-        return await RedisOrderStore(r, settings.redis_prefix).order_ids(**by)
-    finally:
-        await r.aclose()
+def order_ids(settings: Settings, **by: str | None) -> set[str]:
+    with _client(settings) as r:
+        return RedisOrderStore(r, settings.redis_prefix).order_ids(**by)
 
 
-async def progress(settings: Settings) -> dict[str, Any]:
+def progress(settings: Settings) -> dict[str, Any]:
     """Worker counters and orders per status, as the live progress display shows them."""
-    r = _client(settings)
     p = settings.redis_prefix
-    try:
+    with _client(settings) as r:
         pipe = r.pipeline(transaction=False)
         pipe.hgetall(f"{p}:stats:orders")
         pipe.hgetall(f"{p}:stats:telemetry")
         for status in OrderStatus:
             pipe.scard(f"{p}:orders:by-status:{status.value}")
-        res = await pipe.execute()
-    finally:
-        await r.aclose()
+        res = pipe.execute()
 
     def ints(h: dict[bytes, bytes]) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in h.items()}

@@ -10,9 +10,10 @@ names and versions; the registry only assigns ids.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
-from schemas.catalog import CommittedCatalog, SchemaEntry, full_name, parse, parse_for_writing
+from schemas.catalog import CommittedCatalog, SchemaEntry, full_name, make_entry
 from schemas.errors import UnknownSchemaId
 from schemas.topics import topic_for_record
 
@@ -38,7 +39,7 @@ class RegistryCatalog:
             local = self._committed.latest(name)
             subject = f"{topic_for_record(local.short_name).name}-{local.name}"
             schema_id = self._client.register_schema(subject, Schema(json.dumps(local.raw), "AVRO"))
-            entry = SchemaEntry(schema_id, local.name, local.version, local.raw, local.parsed, local.writer)
+            entry = replace(local, id=schema_id)
             self._latest[local.name] = self._latest[local.short_name] = entry
             self._by_id[schema_id] = entry
         return entry
@@ -51,6 +52,6 @@ class RegistryCatalog:
             except Exception as exc:  # SchemaRegistryError: 404 for unknown ids
                 raise UnknownSchemaId(f"schema id {schema_id}: registry says {exc}", schema_id=schema_id) from exc
             raw = json.loads(schema.schema_str)
-            entry = SchemaEntry(schema_id, full_name(raw), 0, raw, parse(raw), parse_for_writing(raw))
+            entry = make_entry(schema_id, full_name(raw), 0, raw)
             self._by_id[schema_id] = entry
         return entry

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.settings import Settings
+from projections.timefmt import ms
 from schemas.codec import AvroCodec
 from schemas.topics import topic_for_record
 from simulator.events import T0
@@ -93,7 +94,8 @@ def simulate_into_system(settings: Settings, *, orders: int, seed: int, speedup:
                 progress.order_ids.append(step.order_id)
         else:
             topic = topic_for_record(step.record_type).name
-            telemetry.add(topic, step.key.encode(), codec.encode(step.record_type, step.record))
+            telemetry.add(topic, step.key.encode(), codec.encode(step.record_type, step.record),
+                          ms(step.record["event_time"]))
             progress.telemetry += 1
             if time.monotonic() - last_flush > 0.5:
                 telemetry.flush()

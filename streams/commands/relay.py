@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import IntegrityError, Notification, Tracking, TrackingRecorder
 
+from projections.timefmt import ms
 from schemas.codec import AvroCodec
 from schemas.topics import ORDER_EVENTS
 from streams.commands.avro_mapping import encode_checked, to_avro
@@ -99,6 +100,7 @@ class _Outgoing:
     record_type: str
     version: int
     value: bytes
+    timestamp_ms: int  # the event's time: the Kafka record timestamp (event time for Flink's watermarks)
 
 
 class OutboxRelay:
@@ -179,7 +181,8 @@ class OutboxRelay:
                 return batch, RelayMappingFailed(f"cannot publish stored event {n.topic} v{n.originator_version} "
                                                  f"of aggregate {n.originator_id}: {type(exc).__name__}: {exc}",
                                                  notification_id=n.id, order_id=order_id, topic=self.topic)
-            batch.append(_Outgoing(n.id, record["order_id"], record_type, record["version"], value))
+            batch.append(_Outgoing(n.id, record["order_id"], record_type, record["version"], value,
+                                   ms(record["event_time"])))
         return batch, None
 
     def _publish(self, batch: list[_Outgoing]) -> None:
@@ -213,7 +216,8 @@ class OutboxRelay:
     def _produce(self, producer: ProducerLike, item: _Outgoing, on_delivery: Callable[[Any, Any], None]) -> None:
         for _ in range(100):
             try:
-                producer.produce(self.topic, value=item.value, key=item.order_id.encode(), on_delivery=on_delivery)
+                producer.produce(self.topic, value=item.value, key=item.order_id.encode(), on_delivery=on_delivery,
+                                 timestamp=item.timestamp_ms)
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
                 producer.poll(0.1)

@@ -7,8 +7,10 @@ measurement + tags + timestamp, so re-writing a duplicate is a no-op.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
+import http.client
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from projections.timefmt import ms
@@ -62,43 +64,62 @@ def sensor_line(r: Mapping[str, Any]) -> str:
 
 
 class InfluxWriter:
-    """Buffers lines; ``flush`` posts them in one request, retrying transient failures."""
+    """``write(lines)`` posts a batch of points in one request (keep-alive), retrying transient failures.
 
-    def __init__(self, url: str, db: str, session: Any, retries: int = 5) -> None:
+    Stateless between calls, so a caller retrying a failed batch sends exactly that batch again."""
+
+    def __init__(self, url: str, db: str, *, retries: int = 5, timeout_s: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"InfluxDB URL must be http(s)://host:port, got {url!r}")
         self._url = url.rstrip("/")
-        self._db = db
-        self._session = session  # aiohttp.ClientSession
-        self._lines: list[str] = []
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = f"{parts.path.rstrip('/')}/write?" + urllib.parse.urlencode({"db": db, "precision": "ms"})
         self._retries = retries
+        self._timeout = timeout_s
+        self._sleep = sleep
+        self._conn: http.client.HTTPConnection | None = None
 
-    def add(self, line_protocol: str) -> None:
-        self._lines.append(line_protocol)
+    def _post(self, body: bytes) -> tuple[int, str]:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = cls(self._host, self._port, timeout=self._timeout)
+        try:
+            self._conn.request("POST", self._path, body=body, headers={"Content-Type": "text/plain"})
+            resp = self._conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")[:300]
+            return resp.status, text
+        except Exception:
+            self.close()
+            raise
 
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    async def flush(self) -> int:
-        if not self._lines:
+    def write(self, lines: list[str]) -> int:
+        """Post ``lines``; how many were written. Raises SinkError once the retries are spent."""
+        if not lines:
             return 0
-        body = "\n".join(self._lines).encode()
+        body = "\n".join(lines).encode()
         delay = 0.2
         for attempt in range(1, self._retries + 1):
             try:
-                async with self._session.post(f"{self._url}/write", params={"db": self._db, "precision": "ms"},
-                                              data=body) as resp:
-                    if resp.status == 204:
-                        n = len(self._lines)
-                        self._lines.clear()
-                        return n
-                    text = (await resp.text())[:300]
-                    if resp.status < 500:
-                        raise SinkError(f"InfluxDB refused {len(self._lines)} points ({resp.status}): {text}")
-                    error = f"InfluxDB {resp.status}: {text}"
+                status, text = self._post(body)
+                if status == 204:
+                    return len(lines)
+                if status < 500:
+                    raise SinkError(f"InfluxDB refused {len(lines)} points ({status}): {text}")
+                error = f"InfluxDB {status}: {text}"
             except SinkError:
                 raise
             except Exception as exc:  # connection refused/reset, timeouts
                 error = f"{type(exc).__name__}: {exc}"
             if attempt < self._retries:
-                await asyncio.sleep(delay)
+                self._sleep(delay)
                 delay = min(delay * 2, 5.0)
-        raise SinkError(f"InfluxDB write of {len(self._lines)} points to {self._url} failed: {error}")
+        raise SinkError(f"InfluxDB write of {len(lines)} points to {self._url} failed: {error}")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -7,6 +7,14 @@ from typing import Any, Protocol
 from streams.sinks.errors import SinkError
 
 
+class Output(Protocol):
+    """Where a batch's Kafka records go: ``add`` buffers, ``flush`` blocks until all are acknowledged."""
+
+    def add(self, topic: str, key: bytes, value: bytes) -> None: ...
+
+    def flush(self) -> int: ...
+
+
 class ProducerLike(Protocol):
     def produce(
         self, topic: str, value: bytes | None = None, key: bytes | None = None, on_delivery: Any = None
@@ -42,8 +50,10 @@ def make_producer(bootstrap: str, client_id: str) -> ProducerLike:
 class KafkaOutput:
     """``add`` buffers into the producer; ``flush`` waits until every record is acked."""
 
-    def __init__(self, producer: ProducerLike, flush_timeout_s: float = 30.0) -> None:
+    def __init__(self, producer: ProducerLike, flush_timeout_s: float = 30.0,
+                 renames: dict[str, str] | None = None) -> None:
         self._producer = producer
+        self._renames = renames or {}  # contract topic name -> the topic actually written
         self._timeout = flush_timeout_s
         self._errors: list[str] = []
         self._pending = 0
@@ -53,10 +63,13 @@ class KafkaOutput:
         if err is not None:
             self._errors.append(f"{msg.topic()} key={msg.key()!r}: {err}")
 
-    def add(self, topic: str, key: bytes, value: bytes) -> None:
+    def add(self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None = None) -> None:
+        """Queue a record; ``timestamp_ms`` sets its Kafka timestamp (event time), else the produce time."""
+        topic = self._renames.get(topic, topic)
+        extra = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery, **extra)
                 break
             except BufferError:  # local queue full: let deliveries drain
                 self._producer.poll(0.1)

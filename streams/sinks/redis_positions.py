@@ -4,8 +4,8 @@
                                             vehicle_id, driver_id, event_id
     {p}:drivers:geo                   geo set of latest positions (nearby-driver lookups)
 
-The compare-and-set runs in Lua, so duplicates and late pings never move a
-driver backwards in time.
+A batch's positions are one Lua call: the compare-and-set runs in Redis, so duplicates
+and late pings never move a driver backwards in time.
 """
 
 from __future__ import annotations
@@ -15,45 +15,54 @@ from typing import Any
 
 from projections.timefmt import ms
 
-_SET_IF_NEWER = """
-local cur = redis.call('HGET', KEYS[1], 'at')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'at', ARGV[1], 'lat', ARGV[2], 'lng', ARGV[3], 'speed_kmh', ARGV[4],
-           'heading_deg', ARGV[5], 'vehicle_id', ARGV[6], 'driver_id', ARGV[7], 'event_id', ARGV[8])
--- Redis GEO covers |lat| <= 85.05112878 (Web Mercator); polar fixes keep only the hash.
-if math.abs(tonumber(ARGV[2])) <= 85.05112878 then
-  redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[2], ARGV[7])
+_SET_IF_NEWER_MANY = """
+local p = ARGV[1]
+local geo = p .. ':drivers:geo'
+local n = 0
+for i = 2, #ARGV, 8 do
+  local k = p .. ':driver:' .. ARGV[i + 6] .. ':position'
+  local cur = redis.call('HGET', k, 'at')
+  if not cur or tonumber(cur) < tonumber(ARGV[i]) then
+    redis.call('HSET', k, 'at', ARGV[i], 'lat', ARGV[i + 1], 'lng', ARGV[i + 2], 'speed_kmh', ARGV[i + 3],
+               'heading_deg', ARGV[i + 4], 'vehicle_id', ARGV[i + 5], 'driver_id', ARGV[i + 6],
+               'event_id', ARGV[i + 7])
+    -- Redis GEO covers |lat| <= 85.05112878 (Web Mercator); polar fixes keep only the hash.
+    if math.abs(tonumber(ARGV[i + 1])) <= 85.05112878 then
+      redis.call('GEOADD', geo, ARGV[i + 2], ARGV[i + 1], ARGV[i + 6])
+    end
+    n = n + 1
+  end
 end
-return 1
+return n
 """
 
 
 class RedisDriverPositions:
+    """``client`` is a synchronous ``redis.Redis``."""
+
     def __init__(self, client: Any, prefix: str = "kuailv") -> None:
         self._r = client
         self._p = prefix
-        self._script = client.register_script(_SET_IF_NEWER)
+        self._script = client.register_script(_SET_IF_NEWER_MANY)
 
     def key(self, driver_id: str) -> str:
         return f"{self._p}:driver:{driver_id}:position"
 
-    async def save(self, pings: Iterable[Mapping[str, Any]]) -> int:
-        pipe = self._r.pipeline(transaction=False)
-        n = 0
+    def save(self, pings: Iterable[Mapping[str, Any]], pipe: Any = None) -> int | None:
+        """Store the pings that are newer than what Redis has; how many it took (None when queued on ``pipe``)."""
+        args: list[Any] = [self._p]
         for p in pings:
-            await self._script(
-                keys=[self.key(p["driver_id"]), f"{self._p}:drivers:geo"],
-                args=[ms(p["event_time"]), repr(float(p["lat"])), repr(float(p["lng"])), float(p["speed_kmh"]),
-                      float(p["heading_deg"]), p["vehicle_id"], p["driver_id"], p["event_id"]],
-                client=pipe,
-            )
-            n += 1
-        if n:
-            await pipe.execute()
-        return n
+            args += [ms(p["event_time"]), repr(float(p["lat"])), repr(float(p["lng"])), float(p["speed_kmh"]),
+                     float(p["heading_deg"]), p["vehicle_id"], p["driver_id"], p["event_id"]]
+        if len(args) == 1:
+            return 0
+        if pipe is not None:
+            self._script(args=args, client=pipe)
+            return None
+        return int(self._script(args=args))
 
-    async def get(self, driver_id: str) -> dict[str, Any] | None:
-        raw = await self._r.hgetall(self.key(driver_id))
+    def get(self, driver_id: str) -> dict[str, Any] | None:
+        raw = self._r.hgetall(self.key(driver_id))
         if not raw:
             return None
         d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)

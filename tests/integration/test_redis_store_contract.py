@@ -1,14 +1,14 @@
 """The store contract on the REAL Redis adapters (RedisOrderStore with its Lua
 compare-and-set, RedisDriverPositions), against the test stack's Redis. The
-unit twin runs the same coroutines on the fakes: this is what makes the fakes
+unit twin runs the same functions on the fakes: this is what makes the fakes
 trustworthy. Each test uses its own key prefix and deletes its keys afterwards."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
+import redis
 
 from config.settings import Settings
 from streams.sinks.redis_orders import RedisOrderStore
@@ -18,25 +18,19 @@ from tests.contract.order_store_contract import CONTRACTS, Contract, StoreHarnes
 pytestmark = pytest.mark.integration
 
 
-async def _run_on_redis(contract: Contract, settings: Settings) -> None:
-    import redis.asyncio as aioredis
-
-    prefix = f"contract-{uuid.uuid4().hex[:12]}"
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
-    try:
-        await contract(StoreHarness(RedisOrderStore(client, prefix), RedisDriverPositions(client, prefix)))
-        if contract.__name__ == "contract_polar_latitude_is_stored":
-            # Redis GEO refuses |lat| > 85.05: the polar fix lives only in the hash
-            assert await client.geopos(f"{prefix}:drivers:geo", "DRV-POLE") == [None]
-            assert await client.geopos(f"{prefix}:drivers:geo", "DRV-EQ") != [None]
-    finally:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=500)]
-        if keys:
-            await client.delete(*keys)
-        assert [k async for k in client.scan_iter(match=f"{prefix}:*")] == []
-        await client.aclose()
-
-
 @pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.__name__.removeprefix("contract_"))
 def test_redis_keeps_the_store_contract(stack: Settings, contract: Contract) -> None:
-    asyncio.run(_run_on_redis(contract, stack))
+    prefix = f"contract-{uuid.uuid4().hex[:12]}"
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        contract(StoreHarness(RedisOrderStore(client, prefix), RedisDriverPositions(client, prefix)))
+        if contract.__name__ == "contract_polar_latitude_is_stored":
+            # Redis GEO refuses |lat| > 85.05: the polar fix lives only in the hash
+            assert client.geopos(f"{prefix}:drivers:geo", "DRV-POLE") == [None]
+            assert client.geopos(f"{prefix}:drivers:geo", "DRV-EQ") != [None]
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            client.delete(*keys)
+        assert list(client.scan_iter(match=f"{prefix}:*")) == []
+        client.close()

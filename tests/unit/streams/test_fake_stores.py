@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.contract.order_store_contract import CONTRACTS, Contract, StoreHarness
@@ -12,4 +10,4 @@ from tests.unit.streams.fakes import FakeDriverPositions, FakeOrderStore
 
 @pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.__name__.removeprefix("contract_"))
 def test_fakes_keep_the_store_contract(contract: Contract) -> None:
-    asyncio.run(contract(StoreHarness(FakeOrderStore(), FakeDriverPositions())))
+    contract(StoreHarness(FakeOrderStore(), FakeDriverPositions()))

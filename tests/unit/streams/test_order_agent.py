@@ -1,9 +1,8 @@
-"""OrderProjector.process without the network: fakes for Redis and Kafka
+"""OrderStateAgent.process/write without the network: fakes for Redis and Kafka
 (proven against the real ones by tests/contract/order_store_contract.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import struct
 from collections.abc import Mapping, Sequence
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 import projections.order_step as order_step
+from projections.keyed_batch import Counts
 from projections.order_state import State, fold_all
 from projections.order_view import public_view
 from projections.timefmt import jsonable
@@ -27,10 +27,11 @@ from simulator.events import (
     order_story,
     payment_confirmed,
 )
-from streams.order_projector import OrderProjector
+from streams.order_agent import OrderStateAgent
+from streams.runtime.batch_loop import Staged
 from streams.sinks.errors import SinkError
 from streams.source import SourceRecord
-from tests.unit.streams.fakes import FakeOrderStore, ListOutput
+from tests.unit.streams.fakes import FakeOrderStore, FakeStats, ListOutput
 
 CODEC = AvroCodec()
 TOPIC = ORDER_EVENTS.name
@@ -57,16 +58,27 @@ class Log:
         return [self.event(ev) for ev in evs]
 
 
-def projector(store: FakeOrderStore | None = None, output: ListOutput | None = None) -> OrderProjector:
-    return OrderProjector(CODEC, store or FakeOrderStore(), output or ListOutput(), consumer=CONSUMER,
-                          wall_clock_ms=lambda: NOW)
+def projector(store: FakeOrderStore | None = None, output: ListOutput | None = None,
+              stats: FakeStats | None = None, cache_keys: int = 1000) -> OrderStateAgent:
+    return OrderStateAgent(AvroCodec(epoch_ms=True), store or FakeOrderStore(), output or ListOutput(),
+                           stats or FakeStats(), consumer=CONSUMER, wall_clock_ms=lambda: NOW, cache_keys=cache_keys)
 
 
-def run(p: OrderProjector, *batches: Sequence[SourceRecord]) -> list[Any]:
-    async def go() -> list[Any]:
-        return [await p.process(b) for b in batches]
+def run(p: OrderStateAgent, *batches: Sequence[SourceRecord]) -> list[Counts]:
+    """Process and write each batch in turn, as the loop's two threads do."""
+    out = []
+    for b in batches:
+        staged = p.process(list(b))
+        p.write(staged)
+        out.append(staged.counts)
+    return out
 
-    return asyncio.run(go())
+
+def totals(stats: list[Counts]) -> Counts:
+    t = Counts()
+    for s in stats:
+        t.add(s)
+    return t
 
 
 def expected(events: Sequence[Event]) -> dict[str, State]:
@@ -74,10 +86,7 @@ def expected(events: Sequence[Event]) -> dict[str, State]:
 
 
 def views(store: FakeOrderStore, order_ids: Sequence[str]) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        return {oid: await store.view(oid) for oid in order_ids}
-
-    return asyncio.run(go())
+    return {oid: store.view(oid) for oid in order_ids}
 
 
 def dead_letters(output: ListOutput) -> list[dict[str, Any]]:
@@ -130,10 +139,10 @@ def test_duplicated_and_reordered_stories_give_the_fold_all_views() -> None:
 
     want = expected(all_events)
     assert views(store, list(stories)) == {oid: public_view(s["view"]) for oid, s in want.items()}
-    assert asyncio.run(store.load(list(stories))) == want
+    assert store.load(list(stories)) == want
     assert output.on(DEAD_LETTERS.name) == []
-    assert (p.totals.records, p.totals.applied, p.totals.duplicates, p.totals.dead_letters) == \
-           (len(delivered), len(all_events), 15, 0)
+    t = totals(stats)
+    assert (t.records, t.applied, t.duplicates, t.dead_letters) == (len(delivered), len(all_events), 15, 0)
     assert sum(s.records for s in stats) == len(delivered)
     # the last projection record of each order is its final view (a compacted topic keeps exactly that)
     last = dict(projections(output))
@@ -150,7 +159,7 @@ def test_each_changed_order_gets_one_projection_record_keyed_by_order_id() -> No
     assert got == [("O-A", expected(a[:4])["O-A"]["view"]), ("O-B", expected(b)["O-B"]["view"])]
     assert (stats.orders_written, stats.buffered, stats.applied) == (3, 1, 7)
     assert views(store, ["O-C"]) == {"O-C": None}  # only pending: state saved, no public view yet
-    assert asyncio.run(store.load(["O-C"]))["O-C"]["pending"].keys() == {"2"}
+    assert store.load(["O-C"])["O-C"]["pending"].keys() == {"2"}
 
 
 def test_a_batch_of_only_duplicates_writes_nothing() -> None:
@@ -170,8 +179,8 @@ def test_a_batch_of_only_duplicates_writes_nothing() -> None:
 def test_outputs_are_flushed_before_the_store_is_saved() -> None:
     journal: list[str] = []
     store, output = FakeOrderStore(journal), ListOutput(journal)
-    run(projector(store, output), Log().events(order_story("O-ORD")[:3]))
-    assert journal == ["store.load", "output.flush", "store.save"]
+    run(projector(store, output, FakeStats(journal)), Log().events(order_story("O-ORD")[:3]))
+    assert journal == ["store.load", "output.flush", "redis.execute", "store.save"]
 
 
 def test_a_failed_output_flush_saves_nothing_and_a_retry_completes() -> None:
@@ -181,11 +190,13 @@ def test_a_failed_output_flush_saves_nothing_and_a_retry_completes() -> None:
     store, output = FakeOrderStore(), ListOutput()
     p = projector(store, output)
     output.fail_next_flush()
+    staged = p.process(batch)
     with pytest.raises(SinkError):
-        run(p, batch)
+        p.write(staged)
     assert store.save_calls == 0 and store.hashes == {}
     assert output.records == []  # neither the projection nor the dead letter reached a consumer
-    run(p, batch)  # the batch was not acked: it comes again
+    output.buffer.clear()  # the producer gave up on them (message timeout): the retry adds them again
+    p.write(staged)  # the loop retries the same staged batch; its offsets were not committed
     assert views(store, ["O-RETRY"]) == {"O-RETRY": public_view(expected(story[:3])["O-RETRY"]["view"])}
     assert projections(output)[-1] == ("O-RETRY", expected(story[:3])["O-RETRY"]["view"])
     assert [dl["source_offset"] for dl in dead_letters(output)][-1] == batch[-1].offset
@@ -326,3 +337,87 @@ def test_a_header_naming_a_schema_id_beyond_int32_is_one_dead_letter_not_a_faile
     assert_dead_letter(dl, garbage, "UNKNOWN_SCHEMA_ID")
     assert views(store, ["O-NEXT"]) == {"O-NEXT": public_view(expected(story[:1])["O-NEXT"]["view"])}
     assert (stats.applied, stats.dead_letters) == (1, 1)
+
+
+# --- the state cache --------------------------------------------------------------------------
+
+
+def test_orders_written_by_this_worker_fold_from_its_cache_without_a_store_round_trip() -> None:
+    a, b = order_story("O-C1"), order_story("O-C2")
+    log = Log()
+    store = FakeOrderStore()
+    p = projector(store)
+    run(p, log.events([a[0], b[0]]), log.events([a[1], b[1]]), log.events([a[2]]))
+    assert store.loads == [["O-C1", "O-C2"]]  # only the first sight of each order asks the store
+    assert store.load(["O-C1"]) == expected(a[:3])
+
+
+def test_a_write_refused_as_stale_drops_the_cached_state_and_the_next_batch_reloads_it() -> None:
+    story = order_story("O-STALE")
+    log = Log()
+    store = FakeOrderStore()
+    p = projector(store)
+    run(p, log.events(story[:2]))
+    # Meanwhile another worker (which owned the partition for a while) folded further.
+    newer = expected(story[:4])["O-STALE"]
+    other = projector(store)
+    run(other, log.events(story[:4]))
+    assert store.load(["O-STALE"]) == {"O-STALE": newer}
+    # Our cache still says v2: our write of v3 is refused (compare-and-set), never rolled back...
+    run(p, log.events(story[2:3]))
+    assert store.load(["O-STALE"]) == {"O-STALE": newer}
+    # ...and the next batch folds on top of what the store holds.
+    run(p, log.events(story[4:6]))
+    assert store.load(["O-STALE"]) == {"O-STALE": expected(story[:6])["O-STALE"]}
+    assert store.loads[-1] == ["O-STALE"]
+
+
+def test_revoked_partitions_drop_exactly_their_orders() -> None:
+    a, b = order_story("O-P1"), order_story("O-P2")
+    store = FakeOrderStore()
+    p = projector(store)
+    run(p, [*Log(partition=1).events(a[:2]), *Log(partition=4).events(b[:2])])
+    p.forget([(TOPIC, 1)])
+    run(p, [*Log(partition=1).events(a[2:3]), *Log(partition=4).events(b[2:3])])
+    assert store.loads[-1] == ["O-P1"]
+    p.forget(None)
+    run(p, Log(partition=4).events(b[3:4]))
+    assert store.loads[-1] == ["O-P2"]
+    assert store.load(["O-P1", "O-P2"]) == {**expected(a[:3]), **expected(b[:4])}
+
+
+def test_a_cache_smaller_than_the_working_set_evicts_and_reloads_with_the_same_result() -> None:
+    stories = {f"O-E{i}": order_story(f"O-E{i}", T0 + i * MINUTE) for i in range(6)}
+    interleaved = [ev for step in zip(*stories.values(), strict=False) for ev in step]
+    store = FakeOrderStore()
+    p = projector(store, cache_keys=2)
+    log = Log()
+    run(p, *(log.events(interleaved[i:i + 4]) for i in range(0, len(interleaved), 4)))
+    assert len(p.cache) == 2
+    assert store.load(list(stories)) == expected(interleaved)
+    assert len(store.loads) > 1
+
+
+def test_projection_records_are_byte_identical_to_a_full_encode_of_the_view() -> None:
+    stories = [order_story(f"O-B{i}", T0 + i * MINUTE, ending=e)
+               for i, e in enumerate(["signed", "redispatched", "refused", "cancelled", "out_of_stock"])]
+    events = [ev for step in zip(*stories, strict=False) for ev in step]
+    output = ListOutput()
+    run(projector(output=output), *([ev] for ev in Log().events(events)))
+    full = AvroCodec(epoch_ms=True)
+    recs = output.on(ORDER_STATE.name)
+    assert len(recs) == len(events)
+    for _, value in recs:
+        assert full.encode("OrderState", full.decode(value).value) == value
+
+
+def test_park_dead_letters_every_record_as_a_processing_error() -> None:
+    recs = Log().events(order_story("O-PARK")[:2])
+    output = ListOutput()
+    p = projector(output=output)
+    staged = p.park(recs, "RuntimeError: boom")
+    assert isinstance(staged, Staged) and staged.counts == Counts(records=2, dead_letters=2)
+    p.write(staged)
+    for dl, rec in zip(dead_letters(output), recs, strict=True):
+        assert_dead_letter(dl, rec, "PROCESSING_ERROR")
+        assert dl["reason"] == "RuntimeError: boom"

@@ -1,10 +1,9 @@
-"""TelemetryProjector.process without the network: GPS and cold-chain readings
+"""TelemetryAgent.process/write without the network: GPS and cold-chain readings
 become line-protocol points and latest driver positions; invalid ones become
 dead letters while the rest of the batch is written."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import uuid
 from collections.abc import Sequence
@@ -18,8 +17,8 @@ from simulator.events import T0, order_created
 from streams.sinks.errors import SinkError
 from streams.sinks.influx import gps_line, sensor_line
 from streams.source import SourceRecord
-from streams.telemetry_projector import TelemetryProjector
-from tests.unit.streams.fakes import FakeDriverPositions, FakePointSink, ListOutput
+from streams.telemetry_agent import TelemetryAgent
+from tests.unit.streams.fakes import FakeDriverPositions, FakePointSink, FakeStats, ListOutput
 
 CODEC = AvroCodec()
 NOW = T0 + 86_400_000
@@ -53,14 +52,16 @@ class Log:
 class Setup:
     def __init__(self) -> None:
         self.influx, self.positions, self.output = FakePointSink(), FakeDriverPositions(), ListOutput()
-        self.projector = TelemetryProjector(CODEC, self.influx, self.positions, self.output, consumer="t@unit",
-                                            wall_clock_ms=lambda: NOW)
+        self.agent = TelemetryAgent(AvroCodec(epoch_ms=True), self.influx, self.positions, self.output,  # type: ignore[arg-type]
+                                    FakeStats(), consumer="t@unit", wall_clock_ms=lambda: NOW)
 
     def run(self, batch: Sequence[SourceRecord]) -> Any:
-        return asyncio.run(self.projector.process(batch))
+        staged = self.agent.process(list(batch))
+        self.agent.write(staged)
+        return staged.counts
 
     def position(self, driver: str) -> dict[str, Any] | None:
-        return asyncio.run(self.positions.get(driver))
+        return self.positions.get(driver)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return [CODEC.decode(v).value for _, v in self.output.on(DEAD_LETTERS.name)]
@@ -150,17 +151,18 @@ def test_a_failed_influx_write_saves_no_positions_and_raises_for_a_retry() -> No
     log = Log()
     batch = [log.rec(GPS.name, "GpsPing", gps("DRV-001", 1))]
     s = Setup()
-    s.influx.fail_next_flush()
+    s.influx.fail_next_write()
+    staged = s.agent.process(batch)
     with pytest.raises(SinkError):
-        s.run(batch)
+        s.agent.write(staged)
     assert s.position("DRV-001") is None
-    s.run(batch)
+    s.agent.write(staged)
     assert s.position("DRV-001") is not None and s.influx.written
 
 
 def test_a_driver_id_with_a_newline_is_a_dead_letter_not_a_broken_influx_write() -> None:
     # The value passes the codec and validate_gps; gps_line turns it into two lines, InfluxDB 1.6
-    # answers 400 for the whole write, InfluxWriter raises SinkError and run_batch retries the
+    # answers 400 for the whole write, InfluxWriter raises SinkError and the loop retries the
     # batch forever. Expected: the ping is dead-lettered, the rest of the batch is written.
     log = Log()
     good = log.rec(GPS.name, "GpsPing", gps("DRV-001", 1))

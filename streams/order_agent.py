@@ -1,0 +1,137 @@
+"""The order-state agent: ``kuailv.order-events.v1`` -> Redis + ``kuailv.order-state.v1``.
+
+The hot-path pattern (``docs/hot-path.md``) for one projection:
+
+* ``process`` (main thread, CPU): ``projections.keyed_batch.fold_batch`` with
+  ``OrderProjection``; states come from the worker's cache, misses from Redis in one
+  round trip. Each order whose view changed gets ONE projection record per batch,
+  encoded incrementally from its previous encoding. Nothing is written yet.
+* ``write`` (sink thread, I/O): projection records and dead letters are produced and
+  flushed (``acks=all``) *before* the Redis write, which is one Lua call for the whole
+  batch, pipelined with the counters. A crash between the two re-delivers the batch;
+  the fold then recomputes the same output (or sees duplicates of what Redis holds).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from projections.keyed_batch import Counts, fold_batch, processing_error
+from projections.order_state import State
+from projections.order_step import OrderProjection
+from schemas.codec import AvroCodec
+from schemas.dead_letters import SourceRecord
+from schemas.topics import ORDER_EVENTS, ORDER_STATE
+from streams.runtime.batch_loop import Partition, Staged
+from streams.runtime.state_cache import Entry, StateCache
+from streams.sinks.kafka_output import Output
+from streams.sinks.redis_orders import OrderWrite, RedisOrderStore
+
+log = logging.getLogger(__name__)
+
+
+class OrderStateAgent:
+    name = "orders"
+    topics = (ORDER_EVENTS.name,)
+
+    def __init__(self, codec: AvroCodec, store: RedisOrderStore, output: Output, stats: Any, *, consumer: str,
+                 wall_clock_ms: Callable[[], int], cache_keys: int = 50_000) -> None:
+        self.codec = codec
+        self.projection = OrderProjection(codec)
+        self.store = store
+        self.output = output
+        self.stats = stats  # streams.sinks.stats.StatsSink
+        self.consumer = consumer
+        self._now = wall_clock_ms  # only for DeadLetter.failed_at; decisions use event time
+        self.cache: StateCache[State] = StateCache(cache_keys)
+        # Invalidations arrive from the sink thread and the consumer callbacks; the cache is only ever
+        # touched by the main thread, which applies them before it folds the next batch.
+        self._invalid: list[tuple[str, Any]] = []
+        self._invalid_lock = threading.Lock()
+
+    def _states(self, keys: Sequence[str]) -> dict[str, State]:
+        out: dict[str, State] = {}
+        missing = []
+        for key in keys:
+            entry = self.cache.get(key)
+            if entry is None:
+                missing.append(key)
+            else:
+                out[key] = entry.state
+        if missing:
+            out.update(self.store.load(missing))
+        return out
+
+    def process(self, records: list[SourceRecord]) -> Staged:
+        if self._invalid:
+            self._apply_invalidations()
+        result = fold_batch(self.projection, records, self._states)
+        kafka: list[tuple[str, bytes, bytes]] = []
+        writes: list[OrderWrite] = []
+        entries: list[tuple[str, Entry[State]]] = []
+        partition = (records[0].topic, records[0].partition)
+        for key, f in result.folded.items():
+            if not f.changed or f.state is None:
+                continue
+            cached = self.cache.peek(key)
+            memo = cached.memo if cached is not None else None
+            projection = None
+            if f.published:
+                memo = self.projection.encode_view(f.state, memo)
+                projection = memo.data
+                kafka.append((ORDER_STATE.name, key.encode(), projection))
+            writes.append(OrderWrite(key, f.state, projection))
+            entries.append((key, Entry(f.state, result.partitions.get(key, partition), memo)))
+        if result.dead_letters:
+            failed_at = self._now()
+            for d in result.dead_letters:
+                log.warning("dead letter: %s", d)
+                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        for key, entry in entries:  # only now: an exception above leaves the cache as it was
+            self.cache.put(key, entry)
+        counts = result.counts
+        counts.orders_written = len(writes)
+        return Staged(records, kafka, writes, counts)
+
+    def write(self, staged: Staged) -> None:
+        for topic, key, value in staged.kafka:
+            self.output.add(topic, key, value)
+        self.output.flush()
+        pipe = self.stats.pipeline()
+        if staged.payload:
+            self.store.save(staged.payload, pipe)
+        self.stats.add(pipe, self.name, staged.counts)
+        results = pipe.execute()
+        refused = results[0] if staged.payload else []
+        if refused:
+            # Another worker wrote a newer state (we lost the partition): forget ours.
+            ids = [r.decode() if isinstance(r, bytes) else r for r in refused]
+            log.warning("redis refused %d stale order writes (e.g. %s): reloading them", len(ids), ids[:3])
+            with self._invalid_lock:
+                self._invalid.append(("keys", ids))
+
+    def park(self, records: list[SourceRecord], reason: str) -> Staged:
+        failed_at = self._now()
+        kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
+        return Staged(records, kafka, [], Counts(records=len(records), dead_letters=len(records)))
+
+    def forget(self, partitions: Sequence[Partition] | None) -> None:
+        with self._invalid_lock:
+            self._invalid.append(("all", None) if partitions is None else ("partitions", list(partitions)))
+
+    def _apply_invalidations(self) -> None:
+        with self._invalid_lock:
+            todo, self._invalid = self._invalid, []
+        for kind, what in todo:
+            if kind == "all":
+                self.cache.clear()
+            elif kind == "partitions":
+                self.cache.drop_partitions(what)
+            else:
+                self.cache.discard(what)
+
+    def close(self) -> None:
+        return None
