@@ -60,11 +60,16 @@ def _bytes():
 _JAVA_PACKAGE = "kuailv.flink"  # infra/flink/src/main/java/kuailv/flink
 
 
-def _java_class(name: str):
-    """A new instance of ``kuailv.flink.<name>`` from the jars added with ``env.add_jars``."""
+def batch_type():
+    """``Row(partition_key, batch)``: what RecordBatcher emits (RecordBatcher.rowType())."""
+    return Types.ROW_NAMED(["partition_key", "batch"], [Types.STRING(), _bytes()])
+
+
+def java_class(name: str, *args: object):
+    """A new instance of ``kuailv.flink.<name>(*args)`` from the jars added with ``env.add_jars``."""
     target = getattr(get_gateway().jvm.kuailv.flink, name)
     try:
-        return target()
+        return target(*args)
     except TypeError as exc:  # py4j: "'JavaPackage' object is not callable" = class not on the classpath
         raise RuntimeError(
             f"{_JAVA_PACKAGE}.{name} not found: call env.add_jars(*infra.flink_env.jar_urls()) "
@@ -93,7 +98,7 @@ def raw_kafka_source(
         builder.set_bounded(KafkaOffsetsInitializer.latest())
     for key, value in (properties or {}).items():
         builder.set_property(key, value)
-    builder._j_builder.setDeserializer(_java_class("RawKafkaRecordDeserializationSchema"))
+    builder._j_builder.setDeserializer(java_class("RawKafkaRecordDeserializationSchema"))
     return builder.build()
 
 
@@ -113,5 +118,5 @@ def raw_kafka_sink(
     for key, value in (properties or {}).items():
         builder.set_property(key, value)
     # Not KafkaSinkBuilder.set_record_serializer: that one expects PyFlink's own builder's schema.
-    builder._j_builder.setRecordSerializer(_java_class("RawKafkaRecordSerializationSchema"))
+    builder._j_builder.setRecordSerializer(java_class("RawKafkaRecordSerializationSchema"))
     return builder.build()

@@ -2,26 +2,37 @@
 
     .venv-flink/bin/python -m jobs.order_state_job [--profile dev] [--bounded] [--mode thread]
 
-Same decisions as the Faust worker (``jobs.order_state_logic`` over
-``projections.order_step``); the operators only move data:
+Same decisions as the worker: the Python operator runs the worker's very step
+(``projections.keyed_batch.fold_batch`` with ``OrderProjection``, via
+``jobs.order_state_logic``) on batches; everything else is Java:
 
-    Kafka raw records (topic, partition, offset, timestamp, key, value)
-      -> DecodeOrderRecords   (bad records -> side output: dead letters)
-      -> event-time watermarks (bounded out-of-orderness, idleness)
-      -> key_by(order id) -> FoldOrderState (keyed ValueState = the fold state)
-      -> Row(topic, key, value) -> topic-routing Kafka sink
-         (kuailv.order-state.v1, compacted; kuailv.dead-letters.v1)
+    KafkaSource of raw records (Java): Row(topic, partition, offset, timestamp, key, value);
+        event time = the Kafka record timestamp, which our producers set to the event's time;
+        watermarks (bounded out-of-orderness + idleness) generated in the source
+      -> RecordBatcher (Java, chained to the source): one batch per Kafka partition, emitted at
+         --batch-size records, after --batch-ms, before every checkpoint barrier and watermark
+      -> keyBy(partition) (Java) -> FoldOrderBatches (Python KeyedProcessFunction, MapState of
+         order id -> fold state): decode, fold, encode -> one output batch
+      -> UnbatchOutputs (Java) -> topic-routing KafkaSink (Java): kuailv.order-state.v1
+         (compacted), kuailv.dead-letters.v1
+
+The JVM/Python boundary is crossed twice per batch instead of up to six times per record
+(the first version: decode, timestamp assigner, key selector and fold were separate Python
+operators). Measured, and why: docs/flink.md, "Where the time goes".
+
+Keyed by Kafka partition, not order id: an order's events all live in one partition (the
+producers' contract), so the state is still per order (a MapState entry), and it rescales
+by partition, like a Kafka Streams task; parallelism beyond the partition count idles.
 
 Delivery: at-least-once with idempotent output by default. On restore from a
 checkpoint the job re-reads from the checkpointed offsets with the checkpointed
 fold state, so re-emitted records are byte-identical projections of the same
 versions; the compacted topic keeps the latest per order and consumers already
-tolerate the Faust worker's at-least-once duplicates. ``--delivery
-exactly-once`` switches to Kafka transactions (consumers must read_committed;
-records appear only at checkpoints).
+tolerate the worker's at-least-once duplicates. ``--delivery exactly-once`` switches
+to Kafka transactions (consumers must read_committed; records appear only at checkpoints).
 
-``build`` takes the source stream and returns the output stream, so tests run
-it on a collection and ``main`` picks the Kafka connectors.
+``build`` takes the raw-record stream and returns the output stream, so tests run it
+on a collection and ``main`` picks the Kafka connectors.
 """
 
 from __future__ import annotations
@@ -31,21 +42,21 @@ import logging
 import time
 from typing import Any
 
-from pyflink.common import Configuration, Duration, Row, Types, WatermarkStrategy
-from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
 from pyflink.datastream import (
     DataStream,
     KeyedProcessFunction,
-    OutputTag,
-    ProcessFunction,
+    KeyedStream,
     RuntimeExecutionMode,
     StreamExecutionEnvironment,
 )
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor
+from pyflink.java_gateway import get_gateway
 
-from jobs.order_state_logic import KeyedEvent, decode_row, fold_event, source_record
+from jobs.flink_batches import read_batch, write_outputs
+from jobs.order_state_logic import OrderStateLogic, as_bytes
 from schemas.codec import AvroCodec
 from schemas.topics import DEAD_LETTERS, ORDER_EVENTS, ORDER_STATE
 
@@ -57,84 +68,68 @@ def _now_ms() -> int:
     return int(time.time() * 1000)  # only for DeadLetter.failed_at; decisions use event time
 
 
-def _output_type() -> Any:
-    from infra.flink_kafka import raw_output_type
+class FoldOrderBatches(KeyedProcessFunction):
+    """Keyed by Kafka partition; a MapState holds each order's ``projections.order_state`` fold state."""
 
-    return raw_output_type()
-
-
-class DecodeOrderRecords(ProcessFunction):
-    def __init__(self, dead_letters: OutputTag, consumer: str) -> None:
-        self.dead_letters = dead_letters
+    def __init__(self, consumer: str, routes: dict[str, str] | None = None, cache_keys: int = 50_000) -> None:
         self.consumer = consumer
-        self.codec: AvroCodec | None = None
+        self.routes = routes or {}
+        self.cache_keys = cache_keys
+        self.logic: OrderStateLogic | None = None
+        self.orders: Any = None
 
     def open(self, runtime_context: Any) -> None:
-        self.codec = AvroCodec()
+        self.logic = OrderStateLogic(AvroCodec(epoch_ms=True), self.consumer, _now_ms, self.cache_keys)
+        # Values are the state's JSON as bytes (pickling a bytes object is a copy).
+        self.orders = runtime_context.get_map_state(
+            MapStateDescriptor("order-fold-states", Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
 
-    def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Any:
-        assert self.codec is not None
-        rec = source_record(row[0], row[1], row[2], row[3], row[4], row[5])
-        out = decode_row(self.codec, rec, self.consumer, _now_ms())
-        if isinstance(out, KeyedEvent):
-            yield out
+    def close(self) -> None:
+        if self.logic is not None:
+            self.logic.clear()
+
+    def _put_all(self, values: dict[str, bytes]) -> None:
+        # Thread mode: one putAll call into Java. Process mode: PyFlink 2.2's MapState.put_all iterates
+        # the dict's keys as if they were pairs (state_impl.py), so write each entry (into its write cache).
+        if type(self.orders).__module__.startswith("pyflink.fn_execution.datastream.embedded"):
+            self.orders.put_all(values)
         else:
-            yield self.dead_letters, Row(*out)
+            for key, value in values.items():
+                self.orders.put(key, value)
+
+    def process_element(self, batch: Any, ctx: KeyedProcessFunction.Context) -> Any:
+        """``batch``: the RecordBatcher bytes of one partition (keyed operators get the value after the key)."""
+        assert self.logic is not None
+        outputs = self.logic.process_batch(read_batch(as_bytes(batch)), self.orders.get, self._put_all)
+        if outputs:
+            routes = self.routes
+            yield write_outputs((routes.get(t, t), k, v) for t, k, v in outputs) if routes else write_outputs(outputs)
 
 
-class EventTime(TimestampAssigner):
-    def extract_timestamp(self, value: KeyedEvent, record_timestamp: int) -> int:
-        return value.event_time_ms
+def batched_by_partition(raw: DataStream, batch_size: int, batch_ms: int) -> KeyedStream:
+    """``raw`` (raw-record rows) as per-partition batches, keyed by partition, entirely in Java."""
+    from infra.flink_kafka import batch_type, java_class
+
+    gateway = get_gateway()
+    batches = raw._j_data_stream.transform("batch records per partition", batch_type().get_java_type_info(),
+                                           java_class("RecordBatcher", batch_size, batch_ms))
+    batches.uid("batch-records")
+    j_keyed = batches.keyBy(gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), raw)
 
 
-class FoldOrderState(KeyedProcessFunction):
-    """Keyed by order id; the ValueState holds ``projections.order_state`` fold state."""
-
-    def __init__(self, consumer: str) -> None:
-        self.consumer = consumer
-        self.codec: AvroCodec | None = None
-        self.state: Any = None
-
-    def open(self, runtime_context: Any) -> None:
-        self.codec = AvroCodec()
-        self.state = runtime_context.get_state(ValueStateDescriptor("order-fold-state", Types.PICKLED_BYTE_ARRAY()))
-
-    def process_element(self, event: KeyedEvent, ctx: KeyedProcessFunction.Context) -> Any:
-        assert self.codec is not None
-        new_state, outputs = fold_event(self.codec, self.state.value(), event, self.consumer, _now_ms())
-        if new_state is not None:
-            self.state.update(new_state)
-        for topic, key, value in outputs:
-            yield Row(topic, key, value)
-
-
-class RenameTopics:
-    """Route outputs to other topic names (tests, side-by-side runs)."""
-
-    def __init__(self, routes: dict[str, str]) -> None:
-        self.routes = routes
-
-    def __call__(self, row: Row) -> Row:
-        return Row(self.routes.get(row[0], row[0]), row[1], row[2])
-
-
-def build(raw: DataStream, *, consumer: str = CONSUMER, out_of_orderness_s: int = 30,
-          idleness_s: int = 60, routes: dict[str, str] | None = None) -> DataStream:
+def build(raw: DataStream, *, consumer: str = CONSUMER, routes: dict[str, str] | None = None,
+          batch_size: int = 500, batch_ms: int = 50, cache_keys: int = 50_000) -> DataStream:
     """The job's topology from a stream of raw Kafka rows to ``Row(topic, key, value)``."""
-    dead_letters = OutputTag("dead-letters", _output_type())
-    decoded = raw.process(DecodeOrderRecords(dead_letters, consumer), output_type=Types.PICKLED_BYTE_ARRAY()) \
-        .uid("decode-order-records").name("decode order records")
-    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(out_of_orderness_s))
-                  .with_timestamp_assigner(EventTime())
-                  .with_idleness(Duration.of_seconds(idleness_s)))
-    folded = (decoded.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("event time")
-              .key_by(lambda e: e.order_id, key_type=Types.STRING())
-              .process(FoldOrderState(consumer), output_type=_output_type())
-              .uid("fold-order-state").name("fold order state"))
-    out = folded.union(decoded.get_side_output(dead_letters))
-    if routes:
-        out = out.map(RenameTopics(routes), output_type=_output_type()).uid("route-topics").name("route topics")
-    return out
+    from infra.flink_kafka import java_class
+
+    out_batches = (batched_by_partition(raw, batch_size, batch_ms)
+                   .process(FoldOrderBatches(consumer, routes, cache_keys),
+                            output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
+                   .uid("fold-order-state").name("fold order batches"))
+    rows = out_batches._j_data_stream.flatMap(java_class("UnbatchOutputs"))
+    rows.uid("unbatch-outputs").name("unbatch outputs")
+    return DataStream(rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -153,6 +148,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parallelism", type=int, default=None)
     p.add_argument("--checkpoint-ms", type=int, default=10_000)
     p.add_argument("--out-of-orderness-s", type=int, default=30)
+    p.add_argument("--idleness-s", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=500, help="records per partition batch (Python call)")
+    p.add_argument("--batch-ms", type=int, default=50, help="longest a record waits in a batch (latency bound)")
     p.add_argument("--delivery", choices=["at-least-once", "exactly-once"], default="at-least-once")
     p.add_argument("--no-restart", action="store_true", help="fail instead of restarting (tests)")
     return p.parse_args(argv)
@@ -171,6 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.local or args.mode:
         for key, value in flink_env.python_settings(args.mode or "thread").items():
             conf.set_string(key, value)
+        # The JobManager's in-memory checkpoint storage refuses snapshots over 5 MB (a few thousand
+        # orders in one subtask); checkpoint a local run to files, like the cluster does.
+        conf.set_string("execution.checkpointing.storage", "filesystem")
+        conf.set_string("execution.checkpointing.dir", f"file://{settings.stack_dir / 'flink-local' / 'checkpoints'}")
     if args.no_restart:
         conf.set_string("restart-strategy.type", "none")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
@@ -185,11 +187,15 @@ def main(argv: list[str] | None = None) -> None:
     # and continues from the checkpointed offsets.) Committed group offsets would skip history.
     source = raw_kafka_source(bootstrap, [args.input_topic], args.group, bounded=args.bounded,
                               starting_offsets=KafkaOffsetsInitializer.earliest())
-    raw = env.from_source(source, WatermarkStrategy.no_watermarks(), "kafka order events",
+    # Event time = the Kafka record timestamp (our producers set it to the event's time); the
+    # watermark is generated in the source, in Java: no Python timestamp assigner.
+    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(args.out_of_orderness_s))
+                  .with_idleness(Duration.of_seconds(args.idleness_s)))
+    raw = env.from_source(source, watermarks, "kafka order events",
                           type_info=raw_record_type()).uid("kafka-order-events")
     routes = {ORDER_STATE.name: args.output_topic, DEAD_LETTERS.name: args.dead_letter_topic}
     routes = {k: v for k, v in routes.items() if k != v}
-    out = build(raw, out_of_orderness_s=args.out_of_orderness_s, routes=routes or None)
+    out = build(raw, routes=routes or None, batch_size=args.batch_size, batch_ms=args.batch_ms)
     if args.delivery == "exactly-once":
         # The sink's default transaction timeout (1 h) exceeds the broker's default maximum
         # (transaction.max.timeout.ms = 15 min): stay below it, above the checkpoint interval.

@@ -1,47 +1,43 @@
-"""What the order-state Flink job does per record, without PyFlink.
+"""What the order-state Flink job does per batch, without PyFlink.
 
-* ``decode_row``: a raw Kafka record (topic, partition, offset, timestamp, key,
-  value) becomes either a keyed order event or an output for the dead-letter
-  topic — ``projections.order_step.decode_order_record``, the Faust decode.
-* ``fold_event``: one order's keyed state + one event -> new state and the
-  outputs (projection record on the compacted topic, dead letters) —
-  ``projections.order_step.fold_records``, the Faust fold.
+``OrderStateLogic.process_batch(records, get, put_all)`` is the whole Python side of the job
+for one batch of a Kafka partition's records (``jobs.flink_batches``): the worker's step
+(``projections.keyed_batch.fold_batch`` with ``OrderProjection``), then one projection
+record per order whose visible view changed (encoded incrementally from the order's
+previous encoding, like the worker) and the dead letters. The Python operator is called
+once per batch, so the JVM/Python boundary is crossed twice per batch, not per record.
+
+State: the operator is keyed by Kafka partition; a ``MapState`` under that key holds each
+order's fold state as compact JSON (orjson). ``get(order_id)`` reads it, ``put_all`` writes
+every changed order of the batch in one call (that is what checkpoints snapshot). Reads go
+through a bounded per-operator cache of decoded states: only this operator instance writes
+its partitions' states between restores, and a restore creates a new instance with an
+empty cache, so a cached state is always the one in Flink's state. The encoded-view memo
+lives in the same cache; a miss means a full encode, never a wrong one.
 
 Outputs are ``(topic, key, value)`` byte triples for a topic-routing Kafka sink.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
+from projections.keyed_batch import Counts, fold_batch
 from projections.order_state import State
-from projections.order_step import decode_order_record, fold_records, projection_record
-from projections.timefmt import ms
-from schemas.codec import AvroCodec, Decoded
-from schemas.dead_letters import DeadLetter, SourceRecord
+from projections.order_step import OrderProjection
+from schemas.codec import AvroCodec
+from schemas.dead_letters import SourceRecord
+from schemas.fieldwise_encoder import Encoded
 from schemas.topics import ORDER_STATE
 
 Output = tuple[str, bytes, bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class KeyedEvent:
-    """A decoded order event with its source position (what travels between operators)."""
-
-    order_id: str
-    event_time_ms: int
-    record: SourceRecord
-    record_type: str
-    schema_id: int
-    value: dict[str, Any]
-
-    def decoded(self) -> Decoded:
-        return Decoded(self.record_type, self.schema_id, self.value)
-
-
-def source_record(topic: str, partition: int, offset: int, timestamp_ms: int | None, key: bytes | None,
-                  value: bytes | None) -> SourceRecord:
+def source_record(topic: str, partition: int, offset: int, timestamp_ms: int | None, key: Any,
+                  value: Any) -> SourceRecord:
     return SourceRecord(topic, int(partition), int(offset), as_bytes(key), as_bytes(value), timestamp_ms)
 
 
@@ -54,20 +50,64 @@ def as_bytes(b: Any) -> bytes | None:
     return bytes(v & 0xFF for v in b)
 
 
-def decode_row(codec: AvroCodec, rec: SourceRecord, consumer: str, failed_at_ms: int) -> KeyedEvent | Output:
-    outcome = decode_order_record(codec, rec)
-    if isinstance(outcome, DeadLetter):
-        return outcome.encode(codec, consumer, failed_at_ms)
-    v = outcome.value
-    return KeyedEvent(v["order_id"], ms(v["event_time"]), rec, outcome.record_type, outcome.schema_id, v)
+def dump_state(state: State) -> bytes:
+    return orjson.dumps(state)
 
 
-def fold_event(codec: AvroCodec, state: State | None, event: KeyedEvent, consumer: str,
-               failed_at_ms: int) -> tuple[State | None, list[Output]]:
-    """The new keyed state and what to emit: a projection record only when the view changed
-    (a buffered early event changes the state, not what consumers see)."""
-    step = fold_records(codec, state, [(event.record, event.decoded())])
-    outputs: list[Output] = [d.encode(codec, consumer, failed_at_ms) for d in step.dead_letters]
-    if step.view_changed and step.state is not None and step.view is not None:
-        outputs.append((ORDER_STATE.name, *projection_record(codec, step.state)))
-    return step.state, outputs
+def load_state(raw: Any) -> State | None:
+    return None if raw is None else orjson.loads(as_bytes(raw))  # type: ignore[arg-type]
+
+
+class OrderStateLogic:
+    def __init__(self, codec: AvroCodec, consumer: str, wall_clock_ms: Callable[[], int],
+                 cache_keys: int = 50_000) -> None:
+        self.codec = codec
+        self.projection = OrderProjection(codec)
+        self.consumer = consumer
+        self._now = wall_clock_ms  # only for DeadLetter.failed_at
+        self.cache_keys = cache_keys
+        self._cache: dict[str, tuple[State, Encoded | None]] = {}  # insertion order = recency
+        self.totals = Counts()
+
+    def process_batch(self, records: Sequence[SourceRecord], get: Callable[[str], Any],
+                      put_all: Callable[[Mapping[str, bytes]], None]) -> list[Output]:
+        cache = self._cache
+
+        def state_of(keys: Sequence[str]) -> dict[str, State]:
+            out = {}
+            for key in keys:
+                hit = cache.get(key)
+                if hit is not None:
+                    out[key] = hit[0]
+                    continue
+                state = load_state(get(key))
+                if state is not None:
+                    out[key] = state
+                    cache[key] = (state, None)
+            return out
+
+        result = fold_batch(self.projection, records, state_of)
+        self.totals.add(result.counts)
+        outputs: list[Output] = []
+        changed: dict[str, bytes] = {}
+        for key, f in result.folded.items():
+            if not f.changed or f.state is None:
+                continue
+            hit = cache.pop(key, None)
+            memo = hit[1] if hit is not None else None
+            changed[key] = dump_state(f.state)
+            if f.published:
+                memo = self.projection.encode_view(f.state, memo)
+                outputs.append((ORDER_STATE.name, key.encode(), memo.data))
+            cache[key] = (f.state, memo)
+        if result.dead_letters:
+            failed_at = self._now()
+            outputs += [d.encode(self.codec, self.consumer, failed_at) for d in result.dead_letters]
+        if changed:
+            put_all(changed)
+        while len(cache) > self.cache_keys:
+            del cache[next(iter(cache))]
+        return outputs
+
+    def clear(self) -> None:
+        self._cache.clear()

@@ -1,11 +1,10 @@
 """The real PyFlink job in an embedded mini-cluster on a collection (no Kafka),
-in both Python execution modes, against the Faust projector with in-memory sinks.
+in both Python execution modes, against the worker's order agent with in-memory sinks.
 Runs the job in .venv-flink (the main venv has no PyFlink) via
 tests/flink/collection_runner.py."""
 
 from __future__ import annotations
 
-import asyncio
 import pickle
 import random
 import subprocess
@@ -18,8 +17,8 @@ from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import DEAD_LETTERS, ORDER_EVENTS, ORDER_STATE
 from simulator.events import order_story
-from streams.order_projector import OrderProjector
-from tests.unit.streams.fakes import FakeOrderStore, ListOutput
+from streams.order_agent import OrderStateAgent
+from tests.unit.streams.fakes import FakeOrderStore, FakeStats, ListOutput
 
 ROOT = Path(__file__).resolve().parents[3]
 CODEC = AvroCodec()
@@ -37,12 +36,12 @@ def the_log() -> list[SourceRecord]:
     return recs
 
 
-def faust_outputs(records: list[SourceRecord]) -> list[tuple[str, bytes, bytes]]:
+def worker_outputs(records: list[SourceRecord]) -> list[tuple[str, bytes, bytes]]:
     output = ListOutput()
-    projector = OrderProjector(CODEC, FakeOrderStore(), output, consumer="faust", wall_clock_ms=lambda: 0,
-                               flush_in_thread=False)
+    agent = OrderStateAgent(AvroCodec(epoch_ms=True), FakeOrderStore(), output, FakeStats(), consumer="worker",
+                            wall_clock_ms=lambda: 0)
     for start in range(0, len(records), 7):
-        asyncio.run(projector.process(records[start:start + 7]))
+        agent.write(agent.process(records[start:start + 7]))
     return list(output.records)
 
 
@@ -57,7 +56,7 @@ def latest_states(outputs: list[tuple[str, bytes, bytes]]) -> dict[bytes, dict]:
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
-def test_flink_job_on_a_collection_matches_the_faust_projector(tmp_path: Path, mode: str) -> None:
+def test_flink_job_on_a_collection_matches_the_worker(tmp_path: Path, mode: str) -> None:
     records = the_log()
     src, dst = tmp_path / "in.pickle", tmp_path / "out.pickle"
     src.write_bytes(pickle.dumps(records))
@@ -65,8 +64,8 @@ def test_flink_job_on_a_collection_matches_the_faust_projector(tmp_path: Path, m
                           mode], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     flink = pickle.loads(dst.read_bytes())
-    faust = faust_outputs(records)
-    assert latest_states(flink) == latest_states(faust)
+    worker = worker_outputs(records)
+    assert latest_states(flink) == latest_states(worker)
     assert len(latest_states(flink)) == 5
     flink_dead = [CODEC.decode(v).value for t, _, v in flink if t == DEAD_LETTERS.name]
     assert [(d["source_offset"], d["reason_code"]) for d in flink_dead] == [(999, "AVRO_DECODE_FAILED")]
