@@ -99,4 +99,8 @@ step "Kafka broker jars (.stack/lib/kafka)"
 step "Flink: .venv-flink and connector jars (scripts/setup_flink.sh)"
 bash scripts/setup_flink.sh
 
+# ---------------------------------------------------------------- 5. benchmark peers (own venv)
+step "benchmark peers: .venv-peers (scripts/setup_peers.sh)"
+bash scripts/setup_peers.sh
+
 step "done. Start the local stack with: .venv/bin/python -m infra.stack start --profile dev"
