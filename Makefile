@@ -5,8 +5,8 @@ PROFILE ?= dev
 ORDERS ?= 300
 SPEEDUP ?= 0
 
-.PHONY: setup run test unit integration stop stop-test status bench bench-flink lint clean \
-	flink-job flink-cluster-start flink-cluster-stop flink-submit
+.PHONY: setup run test unit integration stop stop-test status bench bench-path bench-peers bench-flink bench-replay \
+	lint clean flink-job flink-cluster-start flink-cluster-stop flink-submit
 
 setup:            ## install system packages, Python deps and Kafka jars (idempotent)
 	@bash scripts/setup.sh
@@ -34,11 +34,27 @@ stop-test:
 status:
 	@$(PY) -m infra.stack status --profile $(PROFILE)
 
-bench: setup      ## decode -> fold -> Redis throughput and peak RSS on a fixed log (starts/stops test Redis)
+bench: setup      ## every benchmark below, in one run (about 10 minutes; starts/stops what it needs of the test stack)
+	@echo "==> 1/4 the order path in process vs the bare decode (bench.order_projection)"
+	@$(PY) -m bench.order_projection
+	@echo "==> 2/4 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
+	@$(PY) -m bench.kafka_peers
+	@echo "==> 3/4 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
+	@$(PY) -m bench.flink_order_state --modes thread,process --parallelism 1 --startup-runs 2
+	@echo "==> 4/4 replay and rebuild of 1,000,000 events (bench.replay)"
+	@$(PY) -m bench.replay
+
+bench-path: setup   ## decode -> fold -> Redis + projection records in process, against the bare decode
 	@$(PY) -m bench.order_projection
 
-bench-flink: setup  ## the order-state Flink job's throughput, process and thread mode (test stack Kafka)
+bench-peers: setup  ## kuailv worker vs a Quix Streams app vs a naive Faust agent, same log, same Kafka
+	@$(PY) -m bench.kafka_peers
+
+bench-flink: setup  ## the order-state Flink job (thread and process mode) vs the worker, per CPU-second
 	@$(PY) -m bench.flink_order_state
+
+bench-replay: setup ## kuailv replay (file, topic) and rebuild of 1,000,000 events
+	@$(PY) -m bench.replay
 
 # ---- Flink (docs/flink.md) ----------------------------------------------------------------
 flink-job: setup  ## the order-state job in an embedded mini-cluster against the dev Kafka (Ctrl-C stops)

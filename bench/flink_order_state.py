@@ -128,6 +128,11 @@ class Peaks:
     workers: int = 0  # sum over Python worker processes at one instant
     total: int = 0
     worker_pids: set[int] = field(default_factory=set)
+    cpu: dict[int, float] = field(default_factory=dict)  # pid -> CPU seconds (user + system) last seen
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu.values())
 
     _cmdlines: dict[int, str] = field(default_factory=dict)
 
@@ -148,6 +153,8 @@ class Peaks:
             try:
                 rss = proc.memory_info().rss
                 name = proc.name()
+                t = proc.cpu_times()
+                self.cpu[proc.pid] = t.user + t.system
             except psutil.Error:
                 continue
             if proc.pid == root.pid:
@@ -265,6 +272,7 @@ def run(args: argparse.Namespace, bootstrap: str) -> None:
               f"{args.shuffle} (built and folded in {build_s:.1f}s, produced to 6 partitions in {produce_s:.1f}s)")
         print(f"job: --bounded --local --parallelism {args.parallelism} --checkpoint-ms {args.checkpoint_ms}; "
               f"start-up = wall time of the same job on a 1-record topic")
+        flink_per_cpu: dict[str, float] = {}
         for mode in args.modes:
             pairs = {}
             for what in ("tiny", "full"):
@@ -298,10 +306,41 @@ def run(args: argparse.Namespace, bootstrap: str) -> None:
                   f"equal to the fold, 0 dead letters")
             print(f"[{mode}] peak RSS: client Python {mib(p.client)}, JVM {mib(p.jvm)}{workers}; "
                   f"tree {mib(p.total)}")
+            cpu_net = p.cpu_s - min(t.peaks.cpu_s for t in tinies)
+            flink_per_cpu[mode] = len(log) / cpu_net
+            print(f"[{mode}] CPU: {p.cpu_s:.1f}s for the whole tree, {cpu_net:.1f}s net of the 1-record run's "
+                  f"{min(t.peaks.cpu_s for t in tinies):.1f}s: {flink_per_cpu[mode]:,.0f} events per CPU-second")
+        if args.worker:
+            worker_cmp(args, bootstrap, prefix, topics, log, flink_per_cpu)
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(f"bench process (build, produce, verify) peak RSS: {mib(own)}; job logs in {logs_dir}/bench-flink-*.log")
     finally:
         delete_topics(bootstrap, topics)
+
+
+def worker_cmp(args: argparse.Namespace, bootstrap: str, prefix: str, topics: list[str], log: list,
+               flink_per_cpu: dict[str, float]) -> None:
+    """The worker on the same input topic, same CPU accounting (net of a 1-record run)."""
+    from bench.kafka_peers import run_app
+    from schemas.topics import DEAD_LETTERS, ORDER_EVENTS, ORDER_STATE
+
+    s = settings_mod.load(args.profile)
+    out = {f"{prefix}.worker.out": (6, {"cleanup.policy": "compact"}), f"{prefix}.worker.dlq": (3, {})}
+    create_topics(bootstrap, out)
+    topics += list(out)
+    log_dir = s.stack_dir / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for what, topic, n in (("tiny", f"{prefix}.input-1", 1), ("full", f"{prefix}.input", len(log))):
+        renames = {ORDER_EVENTS.name: topic, ORDER_STATE.name: f"{prefix}.worker.out",
+                   DEAD_LETTERS.name: f"{prefix}.worker.dlq"}
+        runs[what] = run_app("worker", s, renames, n, 300, log_dir)
+    full, tiny = runs["full"], runs["tiny"]
+    per_cpu = len(log) / (full.cpu_s - tiny.cpu_s)
+    print(f"[worker] same topic: {full.rate_first:,.0f} events/s from its first write, CPU {full.cpu_s:.1f}s "
+          f"({full.cpu_s - tiny.cpu_s:.1f}s net of a 1-record run): {per_cpu:,.0f} events per CPU-second")
+    for mode, v in flink_per_cpu.items():
+        print(f"Flink ({mode}) / worker, events per CPU-second: {v / per_cpu:.2f}x")
 
 
 def main() -> None:
@@ -315,6 +354,7 @@ def main() -> None:
     p.add_argument("--duplicates", type=float, default=0.10)
     p.add_argument("--shuffle", type=int, default=50)
     p.add_argument("--profile", default="test")
+    p.add_argument("--no-worker", dest="worker", action="store_false", help="skip the worker comparison")
     args = p.parse_args()
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in args.modes if m not in ("process", "thread")]
@@ -325,13 +365,14 @@ def main() -> None:
         raise SystemExit("; ".join(problems) + ": run scripts/setup_flink.sh")
     from infra import stack
 
-    started = not stack.is_healthy(args.profile, services=["kafka"])
-    settings = stack.ensure_started(args.profile, services=["kafka"], create_topics=False, out=None)
+    services = ["kafka", "redis"] if args.worker else ["kafka"]
+    started = [svc for svc in services if not stack.is_healthy(args.profile, services=[svc])]
+    settings = stack.ensure_started(args.profile, services=services, create_topics=False, out=None)
     try:
         run(args, settings.kafka_bootstrap)
     finally:
         if started:
-            stack.stop(args.profile, services=["kafka"], out=None)
+            stack.stop(args.profile, services=started, out=None)
 
 
 if __name__ == "__main__":

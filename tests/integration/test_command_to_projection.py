@@ -1,5 +1,5 @@
 """The whole write path on real servers: command -> event store -> outbox relay
--> Kafka -> Faust worker -> Redis, the projection topic and InfluxDB.
+-> Kafka -> worker -> Redis, the projection topic and InfluxDB.
 
 The simulator drives the command side in-process; the relay and the worker
 run as subprocesses, as in production.
@@ -22,6 +22,7 @@ from config.settings import Settings
 from projections.order_view import public_view
 from streams.commands.order_service import OrderService
 from streams.simulation_runner import SimulationProgress, simulate_into_system
+from streams.sinks.redis_orders import RedisOrderStore
 from tests.integration.kafka_helpers import wait_for
 from tests.integration.processes import ProjectProcess
 
@@ -57,18 +58,18 @@ def test_projection_in_redis_equals_the_command_side_state(system: tuple[Setting
     assert progress.refused == 0 and len(progress.order_ids) == 25
     service = OrderService.from_url(settings.eventstore_url)
     expected = {oid: public_view(service.view(oid)) for oid in progress.order_ids}
-    rc = redis.Redis.from_url(settings.redis_url)
+    store = RedisOrderStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
 
     def projected() -> bool:
         for oid, view in expected.items():
-            raw = rc.hget(f"{settings.redis_prefix}:order:{oid}", "view")
-            if raw is None or json.loads(raw)["version"] != view["version"]:
+            got = store.view(oid)
+            if got is None or got["version"] != view["version"]:
                 return False
         return True
 
     wait_for(projected, 120, "every simulated order projected at its command-side version", interval=0.5)
     for oid, view in expected.items():
-        assert json.loads(rc.hget(f"{settings.redis_prefix}:order:{oid}", "view")) == view
+        assert store.view(oid) == view
     statuses = {v["status"] for v in expected.values()}
     assert "SIGNED" in statuses
 

@@ -1,4 +1,4 @@
-"""Parity: the same event log (duplicates, reordering, poison) through the Faust
+"""Parity: the same event log (duplicates, reordering, poison) through the worker
 worker and through the PyFlink job, both on the real Kafka, gives identical
 projections and the same dead letters.
 
@@ -28,6 +28,7 @@ from schemas.codec import AvroCodec
 from schemas.topics import DEAD_LETTERS, ORDER_EVENTS
 from simulator.events import MINUTE, T0, order_dispatched, order_story
 from streams.replay import read_topic
+from streams.sinks.redis_orders import RedisOrderStore
 from tests.integration.kafka_helpers import SyncProducer, wait_for
 from tests.integration.processes import ROOT, ProjectProcess
 
@@ -49,13 +50,13 @@ class ParityRun:
         return order_id.startswith(f"KLP{self.tag}")
 
 
-def _faust_order_views(run: ParityRun) -> dict[str, dict[str, Any]]:
+def _worker_order_views(run: ParityRun) -> dict[str, dict[str, Any]]:
     rc = redis.Redis.from_url(run.settings.redis_url)
+    store = RedisOrderStore(rc, run.redis_prefix)
     out = {}
     for key in rc.scan_iter(f"{run.redis_prefix}:order:KLP{run.tag}*"):
-        raw = rc.hget(key, "view")
-        if raw is not None:
-            view = json.loads(raw)
+        view = store.view(key.decode().rsplit(":", 1)[-1])
+        if view is not None:
             out[view["orderId"]] = view
     return out
 
@@ -67,7 +68,7 @@ def _flink_order_views(run: ParityRun) -> dict[str, dict[str, Any]]:
         state = codec.decode(rec.value).value
         if run.ours(state["order_id"]) and state["version"] >= latest.get(state["order_id"], {}).get("version", 0):
             latest[state["order_id"]] = state
-    # the topic carries the Avro OrderState; compare in the public JSON form the Faust side stores
+    # the topic carries the Avro OrderState; compare in the public JSON form the worker stores
     return {oid: json.loads(json.dumps(public_view(_ms(v)))) for oid, v in latest.items()}
 
 
@@ -77,9 +78,9 @@ def _ms(view: dict[str, Any]) -> dict[str, Any]:
     return jsonable(view)
 
 
-# name -> (read Faust result, read Flink result)
+# name -> (read the worker's result, read Flink's)
 PROJECTIONS: dict[str, tuple[Callable[[ParityRun], dict], Callable[[ParityRun], dict]]] = {
-    "order-state": (_faust_order_views, _flink_order_views),
+    "order-state": (_worker_order_views, _flink_order_views),
 }
 
 
@@ -142,31 +143,41 @@ def parity(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.mark.parametrize("name", sorted(PROJECTIONS))
-def test_faust_and_flink_give_identical_projections(parity: ParityRun, name: str) -> None:
-    read_faust, read_flink = PROJECTIONS[name]
+def test_worker_and_flink_give_identical_projections(parity: ParityRun, name: str) -> None:
+    read_worker, read_flink = PROJECTIONS[name]
     states, _ = fold_all(parity.events)
     expected = {oid: public_view(s["view"]) for oid, s in states.items() if s["view"] is not None}
     expected = json.loads(json.dumps(expected))
 
-    def faust_done() -> bool:
-        got = read_faust(parity)
+    def worker_done() -> bool:
+        got = read_worker(parity)
         return len(got) == len(expected) and all(got[o]["version"] == v["version"] for o, v in expected.items())
 
-    wait_for(faust_done, 120, "the Faust worker to project every order", interval=0.5)
-    faust = read_faust(parity)
+    wait_for(worker_done, 120, "the worker to project every order", interval=0.5)
+    worker = read_worker(parity)
     flink = read_flink(parity)
-    assert flink == faust
-    assert faust == expected
+    assert flink == worker
+    assert worker == expected
 
 
-def test_faust_and_flink_dead_letter_the_same_records_for_the_same_reasons(parity: ParityRun) -> None:
+def test_worker_and_flink_dead_letter_the_same_records_for_the_same_reasons(parity: ParityRun) -> None:
     wanted = {parity.poison["garbage"]: "NOT_AVRO_FRAMED", parity.poison["conflict"]: "VERSION_CONFLICT"}
 
-    def faust() -> dict[tuple[int, int], str]:
+    def worker() -> dict[tuple[int, int], str]:
         got = _dead_letters(parity, DEAD_LETTERS.name, f"kuailv-parity-{parity.tag}")
         return got if set(wanted) <= set(got) else {}
 
-    faust_dl = wait_for(faust, 60, "Faust dead letters")
+    worker_dl = wait_for(worker, 60, "worker dead letters")
     flink_dl = _dead_letters(parity, parity.flink_dead_letters, "flink:order-state")
-    assert {k: faust_dl[k] for k in wanted} == wanted
+    assert {k: worker_dl[k] for k in wanted} == wanted
     assert {k: flink_dl.get(k) for k in wanted} == wanted
+
+
+def test_replay_of_the_topic_gives_the_same_projections_as_the_worker_and_flink(parity: ParityRun) -> None:
+    from streams.replay import read_topic_batches, replay_batches
+
+    test_worker_and_flink_give_identical_projections(parity, "order-state")
+    result = replay_batches(read_topic_batches(parity.settings.kafka_bootstrap, ORDER_EVENTS.name),
+                            AvroCodec(epoch_ms=True))
+    replayed = {v["orderId"]: v for v in result.views() if parity.ours(v["orderId"])}
+    assert replayed == _worker_order_views(parity) == _flink_order_views(parity)

@@ -1,4 +1,4 @@
-"""Kafka -> Faust worker -> Redis, projection topic, InfluxDB and dead letters,
+"""Kafka -> worker -> Redis, projection topic, InfluxDB and dead letters,
 against the real test stack. Events are published straight to Kafka here; the
 command-side path (store -> relay -> Kafka) is covered in test_command_to_projection.py.
 """
@@ -25,6 +25,7 @@ from schemas.codec import AvroCodec
 from schemas.topics import DEAD_LETTERS, GPS, ORDER_EVENTS, ORDER_STATE, SENSORS
 from simulator.events import MINUTE, T0, order_dispatched, order_story, payment_confirmed
 from streams.replay import read_topic, replay_records
+from streams.sinks.redis_orders import RedisOrderStore
 from tests.integration.kafka_helpers import SyncProducer, wait_for
 from tests.integration.processes import ROOT, ProjectProcess
 
@@ -136,15 +137,17 @@ def test_every_order_reaches_its_final_projection_in_redis(run: Run) -> None:
     expected = expected_views(run)
     rc = redis_client(run.settings)
 
+    store = RedisOrderStore(rc, run.prefix)
+
     def done() -> bool:
-        views = [rc.hget(f"{run.prefix}:order:{oid}", "view") for oid in expected]
-        return all(v is not None and json.loads(v)["version"] == expected[oid]["version"]
+        views = [store.view(oid) for oid in expected]
+        return all(v is not None and v["version"] == expected[oid]["version"]
                    for v, oid in zip(views, expected, strict=True))
 
     assert run.worker.alive(), run.worker.log_tail()
     wait_for(done, 90, "all orders projected", interval=0.5)
     for oid, view in expected.items():
-        assert json.loads(rc.hget(f"{run.prefix}:order:{oid}", "view")) == view, oid
+        assert store.view(oid) == view, oid
     assert expected[run.oid(99)]["rejectedEvents"] == 1
     # The worker's fresh group reads the whole topic, other tests' orders included: look at ours.
     ours = f"KLIT{run.tag}"
@@ -159,11 +162,11 @@ def test_every_order_reaches_its_final_projection_in_redis(run: Run) -> None:
 def test_replaying_the_topic_gives_exactly_the_state_left_in_redis(run: Run) -> None:
     test_every_order_reaches_its_final_projection_in_redis(run)
     replay = replay_records(read_topic(run.settings.kafka_bootstrap, ORDER_EVENTS.name), AvroCodec())
-    rc = redis_client(run.settings)
+    store = RedisOrderStore(redis_client(run.settings), run.prefix)
     ours = [v for v in replay.views() if v["orderId"].startswith(f"KLIT{run.tag}")]
     assert len(ours) == len(expected_views(run))
     for view in ours:
-        assert json.loads(rc.hget(f"{run.prefix}:order:{view['orderId']}", "view")) == view
+        assert store.view(view["orderId"]) == view
 
 
 def test_poison_records_land_in_the_dead_letter_topic_with_reason_and_position(run: Run) -> None:
