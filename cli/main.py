@@ -103,7 +103,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     s = settings_mod.load(args.profile)
     topic = args.topic_name or ORDER_EVENTS.name
-    json_lines = args.format == "jsonl" or (args.format is None and args.out.endswith((".jsonl", ".json")))
+    json_lines = args.format == "jsonl" or (args.format is None and (args.out == "-" or
+                                                                      args.out.endswith((".jsonl", ".json"))))
     if json_lines:
         out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
         try:
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.set_defaults(fn=cmd_rebuild)
 
     e = sub.add_parser("export", help="write the order-event topic as a record log (.avro) or JSON lines")
-    e.add_argument("--out", default="-", help="FILE.avro (record log) or FILE.jsonl / - (JSON lines)")
+    e.add_argument("--out", default="-", help="FILE.avro (record log), or FILE.jsonl / - (JSON lines, the default)")
     e.add_argument("--format", choices=["avro", "jsonl"], default=None, help="default: from the file name")
     e.add_argument("--topic-name", default=None, help="another topic than kuailv.order-events.v1")
     e.set_defaults(fn=cmd_export)

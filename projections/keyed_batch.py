@@ -7,7 +7,7 @@ runs both over a whole batch: it decodes every record, groups the events by key,
 folds each key once, and isolates failures, so an exception in one key's fold parks
 only that key's records (``PROCESSING_ERROR``) and the rest of the batch goes on.
 
-The Faust-replacement worker (``streams.runtime``), replay and the Flink job all call
+The worker (``streams.runtime``, ``streams.order_agent``), replay and the Flink job all call
 this, so they cannot disagree. Pure: no I/O, no clock. See ``docs/hot-path.md``.
 """
 

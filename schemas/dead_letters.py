@@ -1,5 +1,5 @@
 """Consumed records with their position, and dead letters: the reason and position
-of everything a worker or job gave up on. Pure: Faust, Flink and replay share it."""
+of everything a worker or job gave up on. Pure: the worker, Flink and replay share it."""
 
 from __future__ import annotations
 

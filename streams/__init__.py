@@ -1,1 +1,1 @@
-"""Engines and I/O around the pure core: Faust agents, sinks, command side, relay."""
+"""Engines and I/O around the pure core: the worker and its agents, sinks, replay, command side, relay."""

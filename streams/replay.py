@@ -219,7 +219,8 @@ def read_topic_batches(bootstrap: str, topic: str, partitions: Iterable[int] | N
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"kuailv-replay-{uuid.uuid4()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024})
+                         "fetch.max.bytes": 16 * 1024 * 1024, "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                         "queued.max.messages.kbytes": 16 * 1024})
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s)
         if meta.topics[topic].error is not None:

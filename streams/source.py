@@ -6,12 +6,7 @@ from typing import Any
 
 from schemas.dead_letters import SourceRecord
 
-__all__ = ["SourceRecord", "from_confluent", "from_faust"]
-
-
-def from_faust(event: Any) -> SourceRecord:
-    msg = event.message
-    return SourceRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, int(msg.timestamp * 1000))
+__all__ = ["SourceRecord", "from_confluent"]
 
 
 def from_confluent(msg: Any) -> SourceRecord:
