@@ -115,6 +115,7 @@ def _null(v: Any) -> bytes:
 
 _PRIMITIVES: dict[str, Writer] = {"string": encode_string, "int": encode_long, "long": encode_long,
                                   "double": _double, "float": _float, "boolean": _boolean, "null": _null}
+_FUNCS = {"_L": encode_long, "_S": encode_string, "_DBL": _double, "_FLT": _float, "_BOOL": _boolean}
 
 
 def _enum(symbols: list[str]) -> Writer:
@@ -138,18 +139,59 @@ def _nullable(inner: Writer, null_first: bool) -> Writer:
     return enc
 
 
-def _record(fields: list[tuple[str, Writer]]) -> Writer:
+def _record(fields: list[tuple[str, Writer]], exprs: list[str | None], env: dict[str, Any]) -> Writer:
+    """A record writer compiled to one function: scalar fields inline (no call per field), the
+    others through their writers. (Like ``dataclasses`` builds ``__init__``: source, then exec.)"""
     n = len(fields)
+    body = []
+    for i, ((name, _w), expr) in enumerate(zip(fields, exprs, strict=True)):
+        env[f"_w{i}"] = _w
+        value = f"v[{name!r}]"
+        body.append(expr.format(x=value) if expr is not None else f"_w{i}({value})")
+    joined = ",\n            ".join(body)
+    src = (f"def enc(v):\n"
+           f"    if type(v) is not dict or len(v) != {n}:\n"
+           f"        raise Fallback\n"
+           f"    try:\n"
+           f"        return b''.join((\n            {joined},\n        ))\n"
+           f"    except (KeyError, TypeError, IndexError, AttributeError):\n"
+           f"        raise Fallback from None\n")
+    scope = {**env, "Fallback": Fallback}
+    exec(compile(src, "<fieldwise record writer>", "exec"), scope)  # noqa: S102 - source built from a schema
+    return scope["enc"]  # type: ignore[no-any-return]
 
-    def enc(v: Any) -> bytes:
-        if type(v) is not dict or len(v) != n:
-            raise Fallback
-        try:
-            return b"".join([w(v[name]) for name, w in fields])
-        except KeyError:
-            raise Fallback from None
 
-    return enc
+# Inline expressions of scalar writers for compiled records ({x} is the value's expression; it may be
+# evaluated twice, so it must be a plain lookup). TypeError/KeyError inside mean "fall back".
+_EXPR_ENV: dict[str, Any] = {"_SMALL": _SMALL, "_SC": _STRINGS, "_D": _PACK_DOUBLE, **_FUNCS}
+
+
+def _scalar_expr(t: Any, env: dict[str, Any]) -> str | None:
+    kind = t if isinstance(t, str) else (t.get("type") if isinstance(t, dict) else None)
+    if isinstance(t, dict) and kind in _PRIMITIVES and t.get("logicalType") not in (None, "timestamp-millis"):
+        return None
+    if kind in ("int", "long"):
+        return "(_SMALL[{x} << 1] if type({x}) is int and 0 <= {x} < 8192 else _L({x}))"
+    if kind == "string":
+        return "(_SC.get({x}) or _S({x}))"
+    if kind == "double":
+        return "(_D({x}) if type({x}) is float else _DBL({x}))"
+    if kind == "float":
+        return "_FLT({x})"
+    if kind == "boolean":
+        return "_BOOL({x})"
+    if isinstance(t, dict) and kind == "enum":
+        name = f"_E{len(env)}"
+        env[name] = {sym: encode_long(i) for i, sym in enumerate(t["symbols"])}
+        return name + "[{x}]"
+    if isinstance(t, list) and len(t) == 2 and "null" in t:
+        other = t[1] if t[0] == "null" else t[0]
+        inner = None if other == "null" else _scalar_expr(other, env)
+        if inner is None:
+            return None
+        null, some = (r"b'\x00'", r"b'\x02'") if t[0] == "null" else (r"b'\x02'", r"b'\x00'")
+        return f"({null} if {{x}} is None else {some} + {inner})"
+    return None
 
 
 def _array(item: Writer) -> Writer:
@@ -189,7 +231,11 @@ def writer_for(t: Any) -> Writer | None:
         return _enum(list(t["symbols"]))
     if kind == "record":
         fields = [(f["name"], writer_for(f["type"])) for f in t["fields"]]
-        return None if any(w is None for _, w in fields) else _record(fields)  # type: ignore[arg-type]
+        if any(w is None for _, w in fields):
+            return None
+        env = dict(_EXPR_ENV)
+        exprs = [_scalar_expr(f["type"], env) for f in t["fields"]]
+        return _record(fields, exprs, env)  # type: ignore[arg-type]
     if kind == "array":
         item = writer_for(t["items"])
         return None if item is None else _array(item)
