@@ -157,7 +157,7 @@ def _record(fields: list[tuple[str, Writer]], exprs: list[str | None], env: dict
            f"    except (KeyError, TypeError, IndexError, AttributeError):\n"
            f"        raise Fallback from None\n")
     scope = {**env, "Fallback": Fallback}
-    exec(compile(src, "<fieldwise record writer>", "exec"), scope)  # noqa: S102 - source built from a schema
+    exec(compile(src, "<fieldwise record writer>", "exec"), scope)
     return scope["enc"]  # type: ignore[no-any-return]
 
 
