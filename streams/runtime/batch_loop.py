@@ -103,13 +103,15 @@ def to_record(msg: Any) -> SourceRecord:
 class _Sinks(threading.Thread):
     """Writes staged batches in order; reports each batch's offsets once written."""
 
-    def __init__(self, agent: Agent, on_written: Callable[[Staged], None], sleep: Callable[[float], None]) -> None:
+    def __init__(self, agent: Agent, on_written: Callable[[Staged], None],
+                 sleep: Callable[[float], None] | None) -> None:
         super().__init__(name=f"{agent.name}-sinks", daemon=True)
         self.agent = agent
         self.queue: queue.Queue[Staged | None] = queue.Queue(maxsize=1)
         self.on_written = on_written
-        self.sleep = sleep
         self.failed: BaseException | None = None
+        self.abandon = threading.Event()  # shutting down while a sink stays down: give up on the batch
+        self.sleep = sleep or self.abandon.wait  # a backoff ends early when the batch is abandoned
         self._retryable = infra_errors()
 
     def run(self) -> None:
@@ -131,6 +133,11 @@ class _Sinks(threading.Thread):
                 self.agent.write(staged)
                 break
             except self._retryable as exc:
+                if self.abandon.is_set():
+                    log.error("%s batch %s: %s: %s; shutting down: not written, not committed (the next owner "
+                              "of its partitions processes it again)", self.agent.name, staged.span,
+                              type(exc).__name__, exc)
+                    return
                 log.error("%s batch %s: %s: %s; retrying in %.1fs", self.agent.name, staged.span,
                           type(exc).__name__, exc, delay)
             except Exception as exc:
@@ -148,7 +155,9 @@ class BatchLoop:
     """Runs one agent until ``stop`` is set. Start several processes with the same group to scale out."""
 
     def __init__(self, agent: Agent, consumer: Any, *, max_batch: int, max_wait_s: float,
-                 renames: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 renames: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
+                 shutdown_grace_s: float = 30.0) -> None:
+        self.shutdown_grace_s = shutdown_grace_s
         self.agent = agent
         self.renames = renames or {}  # contract topic name -> the topic actually consumed
         self._canonical = {v: k for k, v in self.renames.items()}
@@ -159,7 +168,7 @@ class BatchLoop:
         self.totals = Counts()
         self.batches = 0
         self._written: queue.SimpleQueue[Staged] = queue.SimpleQueue()
-        self._sinks = _Sinks(agent, self._written.put, sleep)
+        self._sinks = _Sinks(agent, self._written.put, None if sleep is time.sleep else sleep)
         self._retryable = infra_errors()
 
     # --- consumer group callbacks (called inside consume(), on the main thread) ---------------
@@ -189,11 +198,12 @@ class BatchLoop:
                 self._check_sinks()
                 batch = self._next_batch()
                 self._commit()
-                if batch:
-                    self._submit(self._process(batch, stop))
+                staged = self._process(batch, stop) if batch else None
+                if staged is not None:
+                    self._submit(staged)
         finally:
             try:
-                self._drain()
+                self._drain(self.shutdown_grace_s)
                 self._commit(asynchronous=False)
             finally:
                 if self._sinks.is_alive():
@@ -233,37 +243,47 @@ class BatchLoop:
                 log.warning("%s consumer: %s", self.agent.name, err)
         return batch
 
-    def _process(self, batch: list[SourceRecord], stop: threading.Event) -> Staged:
+    def _process(self, batch: list[SourceRecord], stop: threading.Event) -> Staged | None:
+        """The processed batch; None when stopping while the store it needs is down (not committed)."""
         delay = 0.5
         while True:
             try:
                 return self.agent.process(batch)
             except self._retryable as exc:
+                if stop.is_set():
+                    log.error("%s batch %s..%s: %s: %s; shutting down: left for the next owner", self.agent.name,
+                              batch[0].position, batch[-1].position, type(exc).__name__, exc)
+                    return None
                 log.error("%s batch %s..%s: %s: %s; retrying in %.1fs", self.agent.name, batch[0].position,
                           batch[-1].position, type(exc).__name__, exc, delay)
-                if stop.is_set():
-                    raise
             except Exception as exc:
                 log.exception("%s batch %s..%s failed; parking %d records in the dead-letter topic",
                               self.agent.name, batch[0].position, batch[-1].position, len(batch))
                 self.agent.forget(None)
                 return self.agent.park(batch, f"{type(exc).__name__}: {exc}")
-            self.sleep(delay)
+            stop.wait(delay) if self.sleep is time.sleep else self.sleep(delay)
             delay = min(delay * 2, 30.0)
 
     def _check_sinks(self) -> None:
         if self._sinks.failed is not None:
             raise RuntimeError(f"{self.agent.name}: sink thread failed") from self._sinks.failed
 
-    def _drain(self) -> None:
-        """Wait until every handed-over batch is written (or the sink thread died: raise)."""
+    def _drain(self, grace_s: float | None = None) -> None:
+        """Wait until every handed-over batch is written (or the sink thread died: raise). With
+        ``grace_s`` (shutting down), a sink still failing after that long abandons its batch:
+        uncommitted, so whoever owns the partition next processes it again."""
         q = self._sinks.queue
+        deadline = None if grace_s is None else time.monotonic() + grace_s
         while True:
             self._check_sinks()
             with q.all_tasks_done:
                 if not q.unfinished_tasks:
                     return
                 q.all_tasks_done.wait(0.2)
+            if deadline is not None and time.monotonic() > deadline and not self._sinks.abandon.is_set():
+                log.error("%s: sinks still failing after %.0fs of shutdown; abandoning the batches in hand",
+                          self.agent.name, grace_s)
+                self._sinks.abandon.set()
 
     def _commit(self, asynchronous: bool = True) -> None:
         """Commit the offsets of every batch written so far (one commit for all of them)."""

@@ -242,3 +242,20 @@ def test_a_failed_sink_thread_stops_the_loop_with_the_cause() -> None:
 
     with pytest.raises(RuntimeError, match="sink thread failed"):
         run_loop([msgs(0, 1), wait, msgs(0, 2)], agent)
+
+
+def test_a_stop_while_a_sink_stays_down_abandons_the_batch_uncommitted_after_the_grace() -> None:
+    agent = RecordingAgent([])
+    agent.write_failures = [SinkError("Redis down")] * 1000
+
+    stop = threading.Event()
+    consumer = ScriptedConsumer([msgs(0, 1, 2)], stop)  # the script ends: stop is set
+    loop = BatchLoop(agent, consumer, max_batch=3, max_wait_s=0.01, shutdown_grace_s=0.3)
+    import time
+
+    t0 = time.monotonic()
+    loop.run(stop)
+    assert time.monotonic() - t0 < 10, "shutdown must not wait for a sink that stays down"
+    assert agent.written == [] and agent.parked == []
+    assert consumer.committed() == {}  # nothing of the abandoned batch is committed
+    assert consumer.closed and agent.closed
