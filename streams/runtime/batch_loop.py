@@ -16,7 +16,9 @@ backoff, in place, without committing; the queue between the threads holds one b
 so the consumer stops pulling while the sinks are down. Any other exception is a bug
 in our code: the batch is parked in the dead-letter topic (``PROCESSING_ERROR``) and
 the partition moves on. Rebalance: before partitions are revoked the sink queue is
-drained and their offsets committed; then the agent forgets their keys.
+drained and their offsets committed; then the agent forgets their keys. Shutdown: the batch
+in hand is written and committed; if a sink stays down longer than ``shutdown_grace_s`` the
+batch is abandoned uncommitted (whoever owns the partition next processes it again).
 """
 
 from __future__ import annotations
