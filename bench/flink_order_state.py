@@ -90,8 +90,10 @@ def delete_topics(bootstrap: str, names: Iterable[str]) -> None:
             print(f"warning: could not delete topic {name}: {exc}")
 
 
-def produce(bootstrap: str, topic: str, records: list[SourceRecord]) -> float:
-    """Produce (murmur2 on the order id, like every producer of the project); returns seconds."""
+def produce(bootstrap: str, topic: str, records: list[SourceRecord], *, event_time: bool = False,
+            flush_s: float = 60.0) -> float:
+    """Produce (murmur2 on the order id, like every producer of the project); returns seconds.
+    ``event_time``: the records' timestamps become the Kafka timestamps (as the relay does)."""
     from confluent_kafka import Producer
 
     producer = Producer({**quiet_client_config(bootstrap), "enable.idempotence": True, "acks": "all",
@@ -106,13 +108,14 @@ def produce(bootstrap: str, topic: str, records: list[SourceRecord]) -> float:
     for rec in records:
         while True:
             try:
-                producer.produce(topic, key=rec.key, value=rec.value, on_delivery=done)
+                extra = {"timestamp": rec.timestamp_ms} if event_time and rec.timestamp_ms is not None else {}
+                producer.produce(topic, key=rec.key, value=rec.value, on_delivery=done, **extra)
                 break
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
-    if producer.flush(60) != 0 or errors:
-        raise RuntimeError(f"producing to {topic} failed: {errors[:3] or 'records unacknowledged after 60s'}")
+    if producer.flush(flush_s) != 0 or errors:
+        raise RuntimeError(f"producing to {topic} failed: {errors[:3] or f'records unacknowledged after {flush_s}s'}")
     return time.perf_counter() - t0
 
 

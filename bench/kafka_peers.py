@@ -38,7 +38,7 @@ from pathlib import Path
 import orjson
 import psutil
 
-from bench.flink_order_state import create_topics, delete_topics
+from bench.flink_order_state import create_topics, delete_topics, produce
 from bench.order_projection import build_log
 from config import settings as settings_mod
 from config.settings import Settings
@@ -72,23 +72,6 @@ class Result:
     @property
     def per_cpu_s(self) -> float:
         return self.records / max(self.cpu_s, 1e-3)
-
-
-def produce(bootstrap: str, topic: str, log: list) -> None:
-    from confluent_kafka import Producer
-
-    from streams.sinks.kafka_output import idempotent_producer_config
-
-    p = Producer(idempotent_producer_config(bootstrap, "bench-producer"))
-    for r in log:
-        while True:
-            try:
-                p.produce(topic, key=r.key, value=r.value)
-                break
-            except BufferError:
-                p.poll(0.1)
-    if p.flush(60):
-        raise RuntimeError("could not produce the benchmark log")
 
 
 def app_command(app: str, s: Settings, topics: dict[str, str], tag: str, state_dir: Path) -> tuple[list[str], dict]:

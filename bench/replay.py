@@ -71,24 +71,6 @@ def serial_floor(log: list[SourceRecord]) -> float:
     return time.perf_counter() - t0
 
 
-def produce(bootstrap: str, topic: str, log: list[SourceRecord]) -> None:
-    from confluent_kafka import Producer
-
-    from streams.sinks.kafka_output import idempotent_producer_config
-
-    p = Producer({**idempotent_producer_config(bootstrap, "bench-replay"), "linger.ms": 50,
-                  "batch.size": 1_000_000, "queue.buffering.max.kbytes": 1_048_576})
-    for r in log:
-        while True:
-            try:
-                p.produce(topic, key=r.key, value=r.value, timestamp=r.timestamp_ms or 0)
-                break
-            except BufferError:
-                p.poll(0.05)
-    if p.flush(120):
-        raise RuntimeError("could not produce the replay log")
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=1_000_000)
@@ -96,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-topic", action="store_true", help="only the file replay (no Kafka)")
     p.add_argument("--profile", default="test")
     args = p.parse_args(argv)
-    from bench.flink_order_state import create_topics, delete_topics
+    from bench.flink_order_state import create_topics, delete_topics, produce
     from infra import stack
 
     s = settings_mod.load(args.profile)
@@ -123,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             if not args.skip_topic:
                 create_topics(s.kafka_bootstrap, {topic: (PARTITIONS, {})})
                 t0 = time.perf_counter()
-                produce(s.kafka_bootstrap, topic, log)
+                produce(s.kafka_bootstrap, topic, log, event_time=True, flush_s=120)
                 print(f"(produced to {topic} in {time.perf_counter() - t0:.1f}s)")
             del log  # the commands below run in their own processes
             file_views = command("replay of the record-log file", ["replay", path], args, floor_s, n_events,
