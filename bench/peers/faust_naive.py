@@ -19,8 +19,9 @@ from schemas.codec import AvroCodec
 
 codec = AvroCodec(epoch_ms=True)
 app = faust.App(os.environ["PEER_GROUP"], broker=f"kafka://{os.environ['PEER_BOOTSTRAP']}", value_serializer="raw",
-                key_serializer="raw", store="memory://", topic_allow_declare=False, topic_disable_leader=True,
-                web_enabled=False, consumer_auto_offset_reset="earliest", broker_session_timeout=10.0,
+                key_serializer="raw", store="memory://", datadir=os.environ["PEER_STATE_DIR"],
+                topic_allow_declare=False, topic_disable_leader=True, web_enabled=False,
+                consumer_auto_offset_reset="earliest", broker_session_timeout=10.0,
                 broker_heartbeat_interval=1.0)
 topic = app.topic(os.environ["PEER_TOPIC"], key_serializer="raw", value_serializer="raw")
 
