@@ -60,6 +60,8 @@ class Settings:
     worker_batch_seconds: float
     state_cache_keys: int
     postgres_port: int
+    fence_file: Path | None = None  # None: config/geofences.v1.json (config.geofences)
+    geofence_lateness_ms: int = 30_000
     topic_renames: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -98,6 +100,8 @@ def load(profile: str | None = None) -> Settings:
         worker_batch_seconds=float(_env("KUAILV_WORKER_BATCH_SECONDS", "0.2")),
         state_cache_keys=int(_env("KUAILV_STATE_CACHE_KEYS", "50000")),
         postgres_port=int(_env("KUAILV_POSTGRES_PORT", str(ports["postgres"]))),
+        fence_file=Path(os.environ["KUAILV_FENCES"]) if os.environ.get("KUAILV_FENCES") else None,
+        geofence_lateness_ms=int(_env("KUAILV_GEOFENCE_LATENESS_MS", "30000")),
         topic_renames=_renames(os.environ.get("KUAILV_TOPIC_RENAMES", "")),
     )
 

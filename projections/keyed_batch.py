@@ -54,6 +54,14 @@ class KeyedProjection(Protocol[S, E]):
     def fold(self, key: str, state: S | None, items: Sequence[tuple[SourceRecord, E]]) -> Folded[S]: ...
 
 
+class BatchPreparing(Protocol[E]):
+    """Optional: a projection that also has ``prepare`` sees the whole decoded batch once, before
+    any key is folded, and may replace each key's events in place (vectorised work over the
+    batch, e.g. one spatial-index query for every GPS point: ``projections.geofence_step``)."""
+
+    def prepare(self, by_key: dict[str, list[tuple[SourceRecord, E]]]) -> None: ...
+
+
 @dataclass(slots=True)
 class Counts:
     """What a batch did; workers add these up per agent (``kuailv stats``)."""
@@ -66,6 +74,7 @@ class Counts:
     orders_written: int = 0
     points_written: int = 0
     positions_written: int = 0
+    transitions_written: int = 0
 
     def add(self, other: Counts) -> None:
         for name in _COUNT_FIELDS:
@@ -110,6 +119,9 @@ def fold_batch(projection: KeyedProjection[S, E], records: Sequence[SourceRecord
     keys the batch touches (missing key: no state yet); it is called once, after decoding."""
     dead: list[DeadLetter] = []
     by_key = group_by_key(projection, records, dead)
+    prepare = getattr(projection, "prepare", None)
+    if prepare is not None and by_key:
+        prepare(by_key)
     states = state_of(list(by_key))
     counts = Counts(records=len(records))
     folded: dict[str, Folded[S]] = {}

@@ -76,7 +76,39 @@ DEAD_LETTERS = TopicSpec(
     doc="Records a worker could not process, with the reason and their position. 30 days.",
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_EVENTS, GPS, SENSORS, ORDER_STATE, DEAD_LETTERS)
+VAN_ORDERS = TopicSpec(
+    name="kuailv.van-orders.v1",
+    key="driver_id",
+    partitions=GPS.partitions,  # co-partitioned with GPS: a driver's pings and orders meet in one partition
+    records=("VanOrder",),
+    config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    doc="Repartition topic: an order's place on a van (on board, delivered, off board), keyed by driver id, "
+        "published by the order projection. Not compacted: one driver carries many orders. 7 days.",
+)
+
+GEOFENCE_TRANSITIONS = TopicSpec(
+    name="kuailv.geofence-transitions.v1",
+    key="driver_id",
+    partitions=GPS.partitions,
+    records=("GeofenceTransition",),
+    config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
+    doc="ENTER / EXIT / DWELL of a driver at warehouses, depots, no-go zones and customer sites, decided in "
+        "event time with hysteresis, keyed by driver id. Ids are deterministic: deduplicate on transition_id. "
+        "30 days.",
+)
+
+ALERTS = TopicSpec(
+    name="kuailv.alerts.v1",
+    key="alert_id",
+    partitions=6,
+    records=("Alert",),
+    config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)},
+    doc="Alerts and notices (compacted, keyed by alert id): the latest record is the alert's state, "
+        "OPEN or RESOLVED.",
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_EVENTS, GPS, SENSORS, ORDER_STATE, DEAD_LETTERS, VAN_ORDERS,
+                                     GEOFENCE_TRANSITIONS, ALERTS)
 
 
 def topic_for_record(record_name: str) -> TopicSpec:

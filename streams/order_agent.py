@@ -1,4 +1,4 @@
-"""The order-state agent: ``kuailv.order-events.v1`` -> Redis + ``kuailv.order-state.v1``.
+"""The order-state agent: ``kuailv.order-events.v1`` -> Redis + ``kuailv.order-state.v1`` (+ van orders).
 
 The hot-path pattern (``docs/hot-path.md``) for one projection:
 
@@ -10,6 +10,9 @@ The hot-path pattern (``docs/hot-path.md``) for one projection:
   flushed (``acks=all``) *before* the Redis write, which is one Lua call for the whole
   batch, pipelined with the counters. A crash between the two re-delivers the batch;
   the fold then recomputes the same output (or sees duplicates of what Redis holds).
+* An order whose place on a van changed also gets ``VanOrder`` records on
+  ``kuailv.van-orders.v1``, keyed by driver (``projections.van_orders``): the geofence agent's
+  input, so per-driver decisions never read Redis.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from typing import Any
 from projections.keyed_batch import Counts, fold_batch, processing_error
 from projections.order_state import State
 from projections.order_step import OrderProjection
+from projections.van_orders import van_order_records
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ORDER_EVENTS, ORDER_STATE
+from schemas.topics import ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.state_cache import Entry, StateCache
 from streams.sinks.kafka_output import Output
@@ -68,7 +72,14 @@ class OrderStateAgent:
     def process(self, records: list[SourceRecord]) -> Staged:
         if self._invalid:
             self._apply_invalidations()
-        result = fold_batch(self.projection, records, self._states)
+        before: dict[str, State] = {}
+
+        def states(keys: Sequence[str]) -> dict[str, State]:
+            found = self._states(keys)
+            before.update(found)
+            return found
+
+        result = fold_batch(self.projection, records, states)
         kafka: list[tuple[str, bytes, bytes]] = []
         writes: list[OrderWrite] = []
         entries: list[tuple[str, Entry[State]]] = []
@@ -83,6 +94,10 @@ class OrderStateAgent:
                 memo = self.projection.encode_view(f.state, memo)
                 projection = memo.data
                 kafka.append((ORDER_STATE.name, key.encode(), projection))
+                old = before.get(key)
+                for van_order in van_order_records(old["view"] if old else None, f.state["view"]):
+                    kafka.append((VAN_ORDERS.name, van_order["driver_id"].encode(),
+                                  self.codec.encode("VanOrder", van_order)))
             writes.append(OrderWrite(key, f.state, projection))
             entries.append((key, Entry(f.state, result.partitions.get(key, partition), memo)))
         if result.dead_letters:

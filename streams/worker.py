@@ -1,7 +1,8 @@
 """``kuailv worker``: the always-on projection worker.
 
-One process runs one ``BatchLoop`` per agent (``orders``, ``telemetry``), each in its own
-thread with its own consumer in the group ``KUAILV_CONSUMER_GROUP``. Start more processes
+One process runs one ``BatchLoop`` per agent (``orders``, ``telemetry``, ``geofences``), each
+in its own thread with its own consumer in the group ``KUAILV_CONSUMER_GROUP`` (the geofence
+agent in ``<group>-geofences``: it reads GPS too, and needs the range assignor). Start more processes
 with the same group to scale out: Kafka spreads the partitions (cooperative-sticky
 rebalancing, so a joining worker does not stop the others). SIGTERM/SIGINT finish the
 batch in hand, write it, commit and exit 0. Clients are created here, at start-up, never
@@ -24,7 +25,7 @@ from streams.runtime import tune_gc
 from streams.runtime.batch_loop import Agent, BatchLoop, consumer_config
 
 log = logging.getLogger(__name__)
-AGENTS = ("orders", "telemetry")
+AGENTS = ("orders", "telemetry", "geofences")
 
 
 def wall_clock_ms() -> int:
@@ -66,6 +67,20 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
         return TelemetryAgent(codec, InfluxWriter(settings.influx_url, settings.influx_db),
                               RedisDriverPositions(redis_client, settings.redis_prefix), output, stats,
                               consumer=consumer, wall_clock_ms=wall_clock_ms)
+    if name == "geofences":
+        from config.geofences import load_fence_file
+        from projections.fence_index import FenceIndex
+        from projections.geofence import GeoContext
+        from projections.geofence_step import GeofenceProjection
+        from streams.geofence_agent import KINDS, GeofenceAgent
+        from streams.sinks.redis_geofences import RedisGeofenceStates
+
+        fences = load_fence_file(settings.fence_file)
+        projection = GeofenceProjection(codec, FenceIndex(fences), GeoContext(fences, settings.geofence_lateness_ms),
+                                        KINDS)
+        return GeofenceAgent(codec, projection, RedisGeofenceStates(redis_client, settings.redis_prefix), output,
+                             stats, consumer=consumer, wall_clock_ms=wall_clock_ms,
+                             cache_keys=settings.state_cache_keys)
     raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}")
 
 
@@ -73,7 +88,9 @@ def make_loop(agent: Agent, settings: Settings, *, max_batch: int | None = None)
     from confluent_kafka import Consumer
 
     client_id = f"{consumer_name(settings)}/{agent.name}"
-    consumer = Consumer(consumer_config(settings.kafka_bootstrap, settings.consumer_group, client_id))
+    group = settings.consumer_group + getattr(agent, "group_suffix", "")
+    overrides = {"partition.assignment.strategy": agent.assignor} if hasattr(agent, "assignor") else {}
+    consumer = Consumer(consumer_config(settings.kafka_bootstrap, group, client_id, **overrides))
     batch = max_batch or settings.worker_batch_size * (4 if agent.name == "telemetry" else 1)
     return BatchLoop(agent, consumer, max_batch=batch, max_wait_s=settings.worker_batch_seconds,
                      renames=settings.topic_renames)

@@ -58,6 +58,21 @@ SAMPLES |= {
                    "source_timestamp": T0, "key": b"KL20260601001", "value": b"\x01garbage",
                    "reason_code": "NOT_AVRO_FRAMED", "reason": "magic byte is 1, expected 0", "event_id": None,
                    "record_type": None, "schema_id": None, "consumer": "order-state-agent", "failed_at": T0},
+    "Alert": {"alert_id": "late-delivery/order/KL20260601001", "rule_id": "late-delivery", "rule_version": 1,
+              "severity": "CRITICAL", "status": "OPEN", "order_id": "KL20260601001", "driver_id": "DRV-001",
+              "vehicle_id": "VAN-001", "warehouse_id": "WH-BJ-CY-01", "customer_id": "C-1", "opened_at": T0,
+              "updated_at": T0, "resolved_at": None, "occurrences": 1, "message": "not signed 30 min after window",
+              "evidence": {"window_end": str(T0)}, "location": {"lat": 39.93, "lng": 116.45},
+              "audience": ["OPERATOR", "CUSTOMER_SERVICE", "CUSTOMER"]},
+    "GeofenceTransition": {"transition_id": "DRV-001/WH-BJ-CY-01/ENTER/1", "driver_id": "DRV-001",
+                           "vehicle_id": "VAN-001", "fence_id": "WH-BJ-CY-01", "fence_kind": "WAREHOUSE",
+                           "fence_version": "2026-11-29.1", "order_id": None, "warehouse_id": "WH-BJ-CY-01",
+                           "kind": "ENTER", "at": T0, "lat": 39.96, "lng": 116.49, "entered_at": None,
+                           "ping_event_id": "gps-1"},
+    "VanOrder": {"driver_id": "DRV-001", "vehicle_id": "VAN-001", "order_id": "KL20260601001", "order_version": 7,
+                 "customer_id": "C-1", "warehouse_id": "WH-BJ-CY-01", "state": "ON_BOARD",
+                 "destination": {"lat": 39.93, "lng": 116.45}, "window_start": T0, "window_end": T0 + 3600_000,
+                 "dispatch_count": 1, "weight_kg": 42.5, "event_time": T0},
 }
 
 

@@ -1,0 +1,228 @@
+"""Geofence transitions of one driver, in event time, with hysteresis. Pure.
+
+``step(state, inputs, ctx) -> Stepped`` folds one driver's inputs of a batch (GPS pings with
+their fence hits from ``projections.fence_index``, and ``VanOrder`` records that say which
+orders are on the van) into ENTER / EXIT / DWELL transitions.
+
+Event time, per driver (Principle 2):
+
+* The driver's clock is the newest ping time seen. Inputs wait in a buffer and are released in
+  event-time order (time, then event id) once ``clock - allowed_lateness_ms`` has passed them,
+  so any reordering within the allowed lateness gives the same transitions.
+* A ping older than the last released input is **late**: it is counted and returned as a
+  dead letter (``LATE_EVENT``), never applied out of order. A ping whose event id is in the
+  buffer or among the last released ones is a duplicate (counted, ignored).
+* A ``VanOrder`` is released like a ping (by its event time). One that arrives after the driver
+  has moved past its time applies from then on (counted as ``late_assignments``): arrival at a
+  customer comes long after the dispatch, so this does not change a transition in practice.
+* Nothing is released by the wall clock: a silent driver's last ``allowed_lateness_ms`` of pings
+  wait for the next ping (the GPS-silence rule, not this fold, covers a van that stops talking).
+
+Per fence, a driver is *in* when a ping is inside the shape, *out* when beyond the exit margin,
+and in the band between nothing changes. ENTER needs ``min_points`` consecutive in-pings and is
+dated at the first of them; EXIT needs ``min_points`` consecutive out-pings, dated at the first
+out-ping; DWELL fires once per visit, at the first ping ``dwell_ms`` after the ENTER (a re-entry
+starts a new visit: no early dwell after exit and re-entry). Customer sites are one circle per
+order on the van (``FenceSet.customer_sites``), tested by great-circle distance; a delivered
+order's site stays until the driver has left it, so "left customer" is seen.
+
+The state is JSON-able (orjson in Redis and Flink state); fences the driver is not in and not
+entering are not stored, so a step costs O(hits of its pings), not O(fences).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from projections.fences import Fence, FenceSet
+from projections.geo import haversine_m
+
+SITE_PREFIX = "customer-site/"
+RECENT_IDS = 64
+DEFAULT_LATENESS_MS = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class GeoContext:
+    fences: FenceSet
+    allowed_lateness_ms: int = DEFAULT_LATENESS_MS
+    by_id: Mapping[str, Fence] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", self.fences.by_id())
+
+
+@dataclass(slots=True)
+class Stepped:
+    state: dict[str, Any]
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    late: list[tuple[int, str]] = field(default_factory=list)  # (index into inputs, reason)
+    duplicates: int = 0
+    applied: int = 0
+
+
+def new_state() -> dict[str, Any]:
+    return {"clock": None, "released": None, "buf": [], "recent": [], "fences": {}, "sites": {}, "late": 0,
+            "late_assignments": 0}
+
+
+def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, Any], Any]],
+         ctx: GeoContext) -> Stepped:
+    """``inputs``: (record type, value, hits) in arrival order; hits are the ping's
+    ``FenceIndex.classify`` result (None for a VanOrder). Returns the new state (the input state
+    is not modified) and the transitions released by this step, in event-time order."""
+    st = _copy(state)
+    out = Stepped(st)
+    buf: list[list[Any]] = st["buf"]
+    pending_ids = {entry[1] for entry in buf}
+    recent = st["recent"]
+    for i, (record_type, value, hits) in enumerate(inputs):
+        if record_type == "GpsPing":
+            at, eid = value["event_time"], value["event_id"]
+            if eid in pending_ids or eid in recent:
+                out.duplicates += 1
+                continue
+            released = st["released"]
+            if released is not None and at < released:
+                st["late"] += 1
+                out.late.append((i, f"ping at {at} is {released - at} ms older than driver {value['driver_id']}'s "
+                                    f"released time {released} (allowed lateness {ctx.allowed_lateness_ms} ms)"))
+                continue
+            buf.append([at, eid, "P", [value["lat"], value["lng"], value["vehicle_id"], hits]])
+            pending_ids.add(eid)
+            if st["clock"] is None or at > st["clock"]:
+                st["clock"] = at
+        else:  # VanOrder: (order id, version) identifies it
+            at = value["event_time"]
+            released = st["released"]
+            if released is not None and at < released:
+                st["late_assignments"] += 1
+                _assign(st, value)
+                continue
+            buf.append([at, f"{value['order_id']}@{value['order_version']}", "V", dict(value)])
+        out.applied += 1
+    if st["clock"] is None:
+        return out
+    watermark = st["clock"] - ctx.allowed_lateness_ms
+    ready = [e for e in buf if e[0] <= watermark]
+    if not ready:
+        return out
+    ready.sort(key=lambda e: (e[0], e[1]))
+    st["buf"] = [e for e in buf if e[0] > watermark]
+    driver = inputs[0][1]["driver_id"]
+    for at, eid, kind, payload in ready:
+        if kind == "V":
+            _assign(st, payload)
+            continue
+        _ping(st, out.transitions, ctx, driver, at, eid, payload)
+        recent.append(eid)
+        st["released"] = at
+    if len(recent) > RECENT_IDS:
+        del recent[: len(recent) - RECENT_IDS]
+    return out
+
+
+def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
+    if state is None:
+        return new_state()
+    st = dict(state)
+    st["buf"] = list(state["buf"])
+    st["recent"] = list(state["recent"])
+    st["fences"] = {k: dict(v) for k, v in state["fences"].items()}
+    st["sites"] = dict(state["sites"])
+    return st
+
+
+def _assign(st: dict[str, Any], v: Mapping[str, Any]) -> None:
+    sites = st["sites"]
+    cur = sites.get(v["order_id"])
+    if cur is not None and cur["version"] >= v["order_version"]:
+        return
+    sites[v["order_id"]] = {"version": v["order_version"], "state": v["state"], "lat": v["destination"]["lat"],
+                            "lng": v["destination"]["lng"], "dispatch": v["dispatch_count"],
+                            "customer_id": v["customer_id"], "warehouse_id": v["warehouse_id"]}
+    _drop_done_sites(st)
+
+
+def _drop_done_sites(st: dict[str, Any]) -> None:
+    fences = st["fences"]
+    for oid in [o for o, s in st["sites"].items() if s["state"] != "ON_BOARD"]:
+        f = fences.get(SITE_PREFIX + oid)
+        if f is None or not f["in"]:
+            del st["sites"][oid]
+            fences.pop(SITE_PREFIX + oid, None)
+
+
+def _ping(st: dict[str, Any], transitions: list[dict[str, Any]], ctx: GeoContext, driver: str, at: int, eid: str,
+          payload: list[Any]) -> None:
+    lat, lng, vehicle, hits = payload
+    zones: dict[str, bool] = {fid: inside for fid, inside in hits or ()}
+    sites = st["sites"]
+    if sites:
+        cs = ctx.fences.customer_sites
+        for oid, s in sites.items():
+            d = haversine_m(lat, lng, s["lat"], s["lng"])
+            if d <= cs.exit_m:
+                zones[SITE_PREFIX + oid] = d <= cs.enter_m
+    fences = st["fences"]
+    by_id = ctx.by_id
+    for fid in sorted(set(zones) | set(fences)):
+        zone = zones.get(fid)  # True: in, False: band, None: out
+        f = fences.get(fid)
+        if f is None:
+            if zone is not True:
+                continue
+            f = fences[fid] = {"in": False, "run": 0, "run_at": None, "since": None, "dwelt": False}
+        if fid.startswith(SITE_PREFIX):
+            cs = ctx.fences.customer_sites
+            min_points, dwell_ms = cs.min_points, cs.dwell_ms
+        else:
+            fence = by_id.get(fid)
+            if fence is None:  # the fence set changed under a driver who was in a removed fence
+                del fences[fid]
+                continue
+            min_points, dwell_ms = fence.hysteresis.min_points, fence.hysteresis.dwell_ms
+        if not f["in"]:
+            if zone is True:
+                if f["run"] == 0:
+                    f["run_at"] = at
+                f["run"] += 1
+                if f["run"] >= min_points:
+                    f.update({"in": True, "run": 0, "since": f["run_at"], "dwelt": False})
+                    transitions.append(_transition(ctx, st, driver, vehicle, fid, "ENTER", f["since"], lat, lng, eid,
+                                                   None))
+            if not f["in"] and zone is not True:
+                del fences[fid]  # a run of in-pings broken before it counted
+            continue
+        if zone is None:
+            if f["run"] == 0:
+                f["run_at"] = at
+            f["run"] += 1
+            if f["run"] >= min_points:
+                transitions.append(_transition(ctx, st, driver, vehicle, fid, "EXIT", f["run_at"], lat, lng, eid,
+                                               f["since"]))
+                del fences[fid]
+            continue
+        f["run"] = 0
+        if not f["dwelt"] and at - f["since"] >= dwell_ms:
+            f["dwelt"] = True
+            transitions.append(_transition(ctx, st, driver, vehicle, fid, "DWELL", at, lat, lng, eid, f["since"]))
+    if any(s["state"] != "ON_BOARD" for s in sites.values()):
+        _drop_done_sites(st)
+
+
+def _transition(ctx: GeoContext, st: dict[str, Any], driver: str, vehicle: str, fid: str, kind: str, at: int,
+                lat: float, lng: float, eid: str, entered_at: int | None) -> dict[str, Any]:
+    if fid.startswith(SITE_PREFIX):
+        oid = fid[len(SITE_PREFIX):]
+        site = st["sites"][oid]
+        fence_kind, version, order_id, warehouse_id = "CUSTOMER_SITE", f"order-v{site['version']}", oid, None
+    else:
+        fence = ctx.by_id[fid]
+        fence_kind, version, order_id, warehouse_id = fence.kind, ctx.fences.version, None, fence.warehouse_id
+    return {"transition_id": f"{driver}/{fid}/{kind}/{at}", "driver_id": driver, "vehicle_id": vehicle,
+            "fence_id": fid, "fence_kind": fence_kind, "fence_version": version, "order_id": order_id,
+            "warehouse_id": warehouse_id, "kind": kind, "at": at, "lat": lat, "lng": lng, "entered_at": entered_at,
+            "ping_event_id": eid}

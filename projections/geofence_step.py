@@ -1,0 +1,99 @@
+"""Geofences as a ``projections.keyed_batch`` projection: GPS + VanOrder in, transitions out. Pure.
+
+Keyed by driver: ``kuailv.gps.v1`` and ``kuailv.van-orders.v1`` are co-partitioned by driver id.
+``prepare`` classifies every GPS point of the batch against the configured fences in one
+``FenceIndex`` query (the vectorised part); ``fold`` runs ``projections.geofence.step`` per driver.
+
+Re-delivery (at-least-once): the state remembers the last offset applied per source partition,
+and a record at or below it is skipped as a duplicate, so a batch replayed after a crash
+cannot count its pings as late or emit a transition twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from projections.fence_index import FenceIndex
+from projections.geofence import GeoContext, step
+from projections.keyed_batch import Folded, Keyed
+from projections.order_events import InvalidEvent
+from projections.telemetry import _check_ids, validate_gps
+from schemas.dead_letters import DeadLetter, SourceRecord
+from schemas.errors import CodecError
+
+Input = tuple[str, dict[str, Any], Any]  # (record type, value, fence hits or None)
+
+
+def validate_van_order(v: Mapping[str, Any]) -> None:
+    _check_ids(v, "driver_id", "vehicle_id", "order_id")
+    d = v["destination"]
+    if not (-90.0 <= d["lat"] <= 90.0 and -180.0 <= d["lng"] <= 180.0):
+        raise InvalidEvent(f"order {v['order_id']}: destination ({d['lat']}, {d['lng']}) is not a coordinate")
+
+
+class GeofenceProjection:
+    name = "geofences"
+
+    def __init__(self, codec: Any, index: FenceIndex, ctx: GeoContext, kinds: Mapping[str, str]) -> None:
+        self.codec = codec  # schemas.codec.AvroCodec (epoch_ms=True)
+        self.index = index
+        self.ctx = ctx
+        self.kinds = kinds  # topic -> record type, e.g. {"kuailv.gps.v1": "GpsPing"}
+        self._validate = {"GpsPing": validate_gps, "VanOrder": validate_van_order}
+
+    def decode(self, rec: SourceRecord) -> Keyed[Input] | DeadLetter:
+        expected = self.kinds[rec.topic]
+        try:
+            decoded = self.codec.decode(rec.value)
+        except CodecError as exc:
+            return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
+        value = decoded.value
+        if decoded.record_type != expected:
+            return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
+                              value.get("event_id"), decoded.record_type, decoded.schema_id)
+        key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+        try:
+            if key != value["driver_id"]:
+                raise InvalidEvent(f"message key {key!r} is not the driver_id {value['driver_id']!r}")
+            self._validate[expected](value)
+        except (InvalidEvent, KeyError, TypeError) as exc:
+            return DeadLetter(rec, "INVALID_EVENT", str(exc), value.get("event_id"), decoded.record_type,
+                              decoded.schema_id)
+        return Keyed(key, (decoded.record_type, value, None))
+
+    def prepare(self, by_key: dict[str, list[tuple[SourceRecord, Input]]]) -> None:
+        lats: list[float] = []
+        lngs: list[float] = []
+        for items in by_key.values():
+            for _, (record_type, value, _) in items:
+                if record_type == "GpsPing":
+                    lats.append(value["lat"])
+                    lngs.append(value["lng"])
+        if not lats:
+            return
+        hits = iter(self.index.classify(lats, lngs))
+        for items in by_key.values():
+            for i, (rec, (record_type, value, _)) in enumerate(items):
+                if record_type == "GpsPing":
+                    items[i] = (rec, (record_type, value, next(hits)))
+
+    def fold(self, key: str, state: dict[str, Any] | None, items: Sequence[tuple[SourceRecord, Input]]) -> Folded:
+        positions: dict[str, int] = dict(state["pos"]) if state else {}
+        fresh: list[tuple[SourceRecord, Input]] = []
+        duplicates = 0
+        for rec, ev in items:
+            where = f"{rec.topic}:{rec.partition}"
+            if rec.offset <= positions.get(where, -1):
+                duplicates += 1
+                continue
+            positions[where] = rec.offset
+            fresh.append((rec, ev))
+        if not fresh:
+            return Folded(state, duplicates=duplicates)
+        out = step(state, [ev for _, ev in fresh], self.ctx)
+        out.state["pos"] = positions
+        dead = [DeadLetter(fresh[i][0], "LATE_EVENT", reason, fresh[i][1][1].get("event_id"), fresh[i][1][0])
+                for i, reason in out.late]
+        return Folded(out.state, changed=True, published=bool(out.transitions), outputs=out.transitions,
+                      dead_letters=dead, applied=out.applied, duplicates=duplicates + out.duplicates)

@@ -1,0 +1,117 @@
+"""The geofence agent: GPS + van orders -> ``kuailv.geofence-transitions.v1`` (+ state in Redis).
+
+The hot-path pattern (``docs/hot-path.md``): ``process`` runs ``fold_batch`` with
+``GeofenceProjection`` (one spatial-index query for the whole batch, then one fold per
+driver); ``write`` produces the transitions and dead letters, flushes, then saves the
+drivers' states in one Redis pipeline with the counters. A crash in between re-delivers the
+batch; the states' per-partition offsets make the re-fold skip what was already applied, and
+transition ids are deterministic, so a consumer deduplicates what was produced twice.
+
+The agent has its own consumer group (``<group>-geofences``) with the *range* assignor: it
+needs partition p of ``kuailv.gps.v1`` and of ``kuailv.van-orders.v1`` together (both keyed
+by driver, same partition count), which cooperative-sticky does not guarantee.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from projections.geofence_step import GeofenceProjection
+from projections.keyed_batch import Counts, fold_batch, processing_error
+from schemas.codec import AvroCodec
+from schemas.dead_letters import SourceRecord
+from schemas.topics import GEOFENCE_TRANSITIONS, GPS, VAN_ORDERS
+from streams.runtime.batch_loop import Partition, Staged
+from streams.runtime.state_cache import Entry, StateCache
+from streams.sinks.kafka_output import Output
+from streams.sinks.redis_geofences import RedisGeofenceStates
+
+log = logging.getLogger(__name__)
+KINDS = {GPS.name: "GpsPing", VAN_ORDERS.name: "VanOrder"}
+
+
+class GeofenceAgent:
+    name = "geofences"
+    topics = (GPS.name, VAN_ORDERS.name)
+    group_suffix = "-geofences"
+    assignor = "range"
+
+    def __init__(self, codec: AvroCodec, projection: GeofenceProjection, store: RedisGeofenceStates, output: Output,
+                 stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int], cache_keys: int = 50_000) -> None:
+        self.codec = codec
+        self.projection = projection
+        self.store = store
+        self.output = output
+        self.stats = stats
+        self.consumer = consumer
+        self._now = wall_clock_ms  # only for DeadLetter.failed_at
+        self.cache: StateCache[dict[str, Any]] = StateCache(cache_keys)
+        self._invalid: list[Sequence[Partition] | None] = []
+        self._invalid_lock = threading.Lock()
+
+    def _states(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        missing = []
+        for key in keys:
+            entry = self.cache.get(key)
+            if entry is None:
+                missing.append(key)
+            else:
+                out[key] = entry.state
+        if missing:
+            out.update(self.store.load(missing))
+        return out
+
+    def process(self, records: list[SourceRecord]) -> Staged:
+        if self._invalid:
+            with self._invalid_lock:
+                todo, self._invalid = self._invalid, []
+            for partitions in todo:
+                self.cache.clear() if partitions is None else self.cache.drop_partitions(partitions)
+        result = fold_batch(self.projection, records, self._states)
+        kafka: list[tuple[str, bytes, bytes]] = []
+        states: list[tuple[str, dict[str, Any]]] = []
+        entries = []
+        transitions = 0
+        for key, f in result.folded.items():
+            if not f.changed or f.state is None:
+                continue
+            for t in f.outputs:
+                kafka.append((GEOFENCE_TRANSITIONS.name, key.encode(), self.codec.encode("GeofenceTransition", t)))
+            transitions += len(f.outputs)
+            states.append((key, f.state))
+            entries.append((key, Entry(f.state, result.partitions[key])))
+        if result.dead_letters:
+            failed_at = self._now()
+            for d in result.dead_letters:
+                log.warning("dead letter: %s", d)
+                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        for key, entry in entries:
+            self.cache.put(key, entry)
+        counts = result.counts
+        counts.transitions_written = transitions
+        return Staged(records, kafka, states, counts)
+
+    def write(self, staged: Staged) -> None:
+        for topic, key, value in staged.kafka:
+            self.output.add(topic, key, value)
+        self.output.flush()
+        pipe = self.stats.pipeline()
+        self.store.save(staged.payload, pipe)
+        self.stats.add(pipe, self.name, staged.counts)
+        pipe.execute()
+
+    def park(self, records: list[SourceRecord], reason: str) -> Staged:
+        failed_at = self._now()
+        kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
+        return Staged(records, kafka, [], Counts(records=len(records), dead_letters=len(records)))
+
+    def forget(self, partitions: Sequence[Partition] | None) -> None:
+        with self._invalid_lock:
+            self._invalid.append(None if partitions is None else list(partitions))
+
+    def close(self) -> None:
+        return None

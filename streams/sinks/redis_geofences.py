@@ -1,0 +1,34 @@
+"""Each driver's geofence state in Redis: ``<prefix>:geofence:<driver_id>`` = orjson of the state.
+
+The state is what ``projections.geofence_step`` folds (buffered pings, fences the driver is in,
+orders on the van, last applied offset per source partition). It is written after the batch's
+transitions are flushed to Kafka, with one pipeline per batch, and read back when the worker
+has no cached state for a driver (after a restart or a rebalance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+
+class RedisGeofenceStates:
+    def __init__(self, client: Any, prefix: str = "kuailv") -> None:
+        self.client = client
+        self._p = prefix
+
+    def key(self, driver_id: str) -> str:
+        return f"{self._p}:geofence:{driver_id}"
+
+    def load(self, drivers: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not drivers:
+            return {}
+        raw = self.client.mget([self.key(d) for d in drivers])
+        return {d: orjson.loads(v) for d, v in zip(drivers, raw, strict=True) if v is not None}
+
+    def save(self, states: Iterable[tuple[str, dict[str, Any]]], pipe: Any) -> None:
+        mapping = {self.key(d): orjson.dumps(s) for d, s in states}
+        if mapping:
+            pipe.mset(mapping)

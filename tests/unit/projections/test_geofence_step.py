@@ -1,0 +1,84 @@
+"""GeofenceProjection through ``fold_batch``: decoding, one index query per batch, offsets, dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from projections.geofence_step import GeofenceProjection
+from projections.keyed_batch import fold_batch
+from schemas.codec import AvroCodec
+from schemas.dead_letters import SourceRecord
+from tests.unit.projections.geofence_builders import CTX, INDEX, WH, east_of, ping, van_order
+
+GPS, VANS = "kuailv.gps.v1", "kuailv.van-orders.v1"
+CODEC = AvroCodec(epoch_ms=True)
+
+
+class CountingIndex:
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def classify(self, lats: list[float], lngs: list[float]) -> Any:
+        self.calls.append(len(lats))
+        return INDEX.classify(lats, lngs)
+
+
+def records(values: list[dict[str, Any]], start: int = 0) -> list[SourceRecord]:
+    out = []
+    for n, v in enumerate(values):
+        topic, kind = (GPS, "GpsPing") if "lat" in v else (VANS, "VanOrder")
+        out.append(SourceRecord(topic, 0, start + n, v["driver_id"].encode(), CODEC.encode(kind, v), None))
+    return out
+
+
+def projection(index: Any = INDEX) -> GeofenceProjection:
+    return GeofenceProjection(CODEC, index, CTX, {GPS: "GpsPing", VANS: "VanOrder"})
+
+
+def pings(metres: list[float], driver: str = "DRV-1", start: int = 0) -> list[dict[str, Any]]:
+    return [ping(start + n, *east_of(WH, m), driver=driver, eid=f"{driver}-{start + n}") for n, m in enumerate(metres)]
+
+
+def test_one_index_query_per_batch_for_all_drivers() -> None:
+    index = CountingIndex()
+    batch = records(pings([900, 100, 100, 100, 100, 100, 100]) + pings([100] * 6, driver="DRV-2"))
+    result = fold_batch(projection(index), batch, lambda keys: {})
+    assert index.calls == [13]
+    kinds = {k: [t["kind"] for t in f.outputs] for k, f in result.folded.items()}
+    assert kinds == {"DRV-1": ["ENTER"], "DRV-2": ["ENTER"]}
+    assert result.counts.applied == 13
+
+
+def test_redelivered_records_are_skipped_by_offset() -> None:
+    p = projection()
+    batch = records(pings([900, 100, 100, 100, 100, 100, 100, 100]))
+    first = fold_batch(p, batch, lambda keys: {})
+    state = first.folded["DRV-1"].state
+    again = fold_batch(p, batch, lambda keys: {"DRV-1": state})
+    f = again.folded["DRV-1"]
+    assert f.outputs == [] and f.duplicates == len(batch) and not f.changed
+    assert again.dead_letters == []
+
+
+def test_late_ping_and_bad_records_become_dead_letters() -> None:
+    p = projection()
+    first = fold_batch(p, records(pings([100] * 10)), lambda keys: {})
+    state = first.folded["DRV-1"].state
+    late = ping(50, *WH, at=state["released"] - 60_000, eid="late-1")
+    wrong_key = SourceRecord(GPS, 0, 101, b"DRV-9", CODEC.encode("GpsPing", ping(51, *WH, eid="x")), None)
+    garbage = SourceRecord(GPS, 0, 102, b"DRV-1", b"\x00\x00\x00\x00\x65\x01", None)
+    impossible = ping(52, 0.0, 0.0, eid="zero")
+    batch = [*records([late], start=100), wrong_key, garbage, *records([impossible], start=103)]
+    result = fold_batch(p, batch, lambda keys: {"DRV-1": state})
+    reasons = sorted(d.reason_code for d in result.dead_letters)
+    assert reasons == ["AVRO_DECODE_FAILED", "INVALID_EVENT", "INVALID_EVENT", "LATE_EVENT"]
+    late_dl = next(d for d in result.dead_letters if d.reason_code == "LATE_EVENT")
+    assert late_dl.event_id == "late-1" and late_dl.source.offset == 100
+    assert result.folded["DRV-1"].state["late"] == 1
+
+
+def test_van_order_on_the_same_partition_makes_a_customer_site() -> None:
+    p = projection()
+    result = fold_batch(p, records([van_order(at=0), *pings([9000] * 5)], start=0), lambda keys: {})
+    site = result.folded["DRV-1"].state["sites"]["KL-1"]
+    assert site["state"] == "ON_BOARD" and site["dispatch"] == 1 and site["version"] == 7
