@@ -5,7 +5,7 @@ PROFILE ?= dev
 ORDERS ?= 300
 SPEEDUP ?= 0
 
-.PHONY: setup run test unit integration stop stop-test status bench bench-path bench-peers bench-flink bench-replay \
+.PHONY: setup run test unit integration stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences \
 	lint clean flink-job flink-cluster-start flink-cluster-stop flink-submit
 
 setup:            ## install system packages, Python deps and Kafka jars (idempotent)
@@ -35,14 +35,16 @@ status:
 	@$(PY) -m infra.stack status --profile $(PROFILE)
 
 bench: setup      ## every benchmark below, in one run (about 10 minutes; starts/stops what it needs of the test stack)
-	@echo "==> 1/4 the order path in process vs the bare decode (bench.order_projection)"
+	@echo "==> 1/5 the order path in process vs the bare decode (bench.order_projection)"
 	@$(PY) -m bench.order_projection
-	@echo "==> 2/4 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
+	@echo "==> 2/5 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
 	@$(PY) -m bench.kafka_peers
-	@echo "==> 3/4 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
+	@echo "==> 3/5 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
 	@$(PY) -m bench.flink_order_state --modes thread,process --parallelism 1 --startup-runs 2
-	@echo "==> 4/4 replay and rebuild of 1,000,000 events (bench.replay)"
+	@echo "==> 4/5 replay and rebuild of 1,000,000 events (bench.replay)"
 	@$(PY) -m bench.replay
+	@echo "==> 5/5 GPS points through the geofence step, 10,000 fences, 2,000 vans (bench.geofences)"
+	@$(PY) -m bench.geofences
 
 bench-path: setup   ## decode -> fold -> Redis + projection records in process, against the bare decode
 	@$(PY) -m bench.order_projection
@@ -55,6 +57,9 @@ bench-flink: setup  ## the order-state Flink job (thread and process mode) vs th
 
 bench-replay: setup ## kuailv replay (file, topic) and rebuild of 1,000,000 events
 	@$(PY) -m bench.replay
+
+bench-geofences: setup ## GPS points/s through index + geofence fold with 10,000 fences and 2,000 vans
+	@$(PY) -m bench.geofences
 
 # ---- Flink (docs/flink.md) ----------------------------------------------------------------
 flink-job: setup  ## the order-state job in an embedded mini-cluster against the dev Kafka (Ctrl-C stops)
