@@ -62,6 +62,8 @@ class Settings:
     postgres_port: int
     fence_file: Path | None = None  # None: config/geofences.v1.json (config.geofences)
     geofence_lateness_ms: int = 30_000
+    alert_rules_file: Path = PROJECT_ROOT / "config" / "alert_rules.v1.json"
+    alert_lateness_ms: int = 60_000
     topic_renames: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -102,6 +104,8 @@ def load(profile: str | None = None) -> Settings:
         postgres_port=int(_env("KUAILV_POSTGRES_PORT", str(ports["postgres"]))),
         fence_file=Path(os.environ["KUAILV_FENCES"]) if os.environ.get("KUAILV_FENCES") else None,
         geofence_lateness_ms=int(_env("KUAILV_GEOFENCE_LATENESS_MS", "30000")),
+        alert_rules_file=Path(_env("KUAILV_ALERT_RULES", str(PROJECT_ROOT / "config" / "alert_rules.v1.json"))),
+        alert_lateness_ms=int(_env("KUAILV_ALERT_LATENESS_MS", "60000")),
         topic_renames=_renames(os.environ.get("KUAILV_TOPIC_RENAMES", "")),
     )
 

@@ -182,9 +182,11 @@ EVIDENCE_KEYS: dict[str, tuple[str, ...]] = {
                             "exposure_min", "first_breach_at", "last_breach_at", "max_c", "min_c", "orders",
                             "order_count"),
     "gps-silent": ("last_ping_at", "due_at", "silent_min", "orders", "order_count", "cleared_at", "cleared_by"),
+    "driver-nearby": ("fence_id", "entered_at", "dispatch_count", "enter_m", "left_at"),
 }
-TIME_KEYS = ("window_start", "window_end", "due_at", "entered_at", "checked_at", "reported_at", "first_breach_at",
-             "last_breach_at", "recovered_at", "trip_start", "trip_end", "last_ping_at", "cleared_at")
+TIME_KEYS = ("left_at", "window_start", "window_end", "due_at", "entered_at", "checked_at", "reported_at",
+             "first_breach_at", "last_breach_at", "recovered_at", "trip_start", "trip_end", "last_ping_at",
+             "cleared_at")
 
 Parser = Callable[[str, Any], Any]
 
@@ -246,6 +248,7 @@ _SPECS: dict[str, tuple[type, dict[str, Parser]]] = {
                                                 "max_gap_min": _number}),
     "gps-silent": (GpsSilent, {"silence_min": _number}),
     "exception-reported": (NoParams, {}),
+    "driver-nearby": (NoParams, {}),
 }
 KINDS = tuple(_SPECS)
 _COMMON = ("id", "kind", "severity", "audience", "message")

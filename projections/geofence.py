@@ -59,6 +59,7 @@ class Stepped:
     state: dict[str, Any]
     transitions: list[dict[str, Any]] = field(default_factory=list)
     late: list[tuple[int, str]] = field(default_factory=list)  # (index into inputs, reason)
+    notices: list[tuple[bool, dict[str, Any]]] = field(default_factory=list)  # (opening, site facts): driver nearby
     duplicates: int = 0
     applied: int = 0
 
@@ -116,7 +117,7 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
         if kind == "V":
             _assign(st, payload)
             continue
-        _ping(st, out.transitions, ctx, driver, at, eid, payload)
+        _ping(st, out, ctx, driver, at, eid, payload)
         recent.append(eid)
         st["released"] = at
     if len(recent) > RECENT_IDS:
@@ -142,7 +143,8 @@ def _assign(st: dict[str, Any], v: Mapping[str, Any]) -> None:
         return
     sites[v["order_id"]] = {"version": v["order_version"], "state": v["state"], "lat": v["destination"]["lat"],
                             "lng": v["destination"]["lng"], "dispatch": v["dispatch_count"],
-                            "customer_id": v["customer_id"], "warehouse_id": v["warehouse_id"]}
+                            "customer_id": v["customer_id"], "warehouse_id": v["warehouse_id"],
+                            "noticed": cur.get("noticed") if cur is not None else None}
     _drop_done_sites(st)
 
 
@@ -155,9 +157,11 @@ def _drop_done_sites(st: dict[str, Any]) -> None:
             fences.pop(SITE_PREFIX + oid, None)
 
 
-def _ping(st: dict[str, Any], transitions: list[dict[str, Any]], ctx: GeoContext, driver: str, at: int, eid: str,
+def _ping(st: dict[str, Any], out: Stepped, ctx: GeoContext, driver: str, at: int, eid: str,
           payload: list[Any]) -> None:
     lat, lng, vehicle, hits = payload
+    transitions = out.transitions
+    first = len(transitions)
     zones: dict[str, bool] = {fid: inside for fid, inside in hits or ()}
     sites = st["sites"]
     if sites:
@@ -209,8 +213,28 @@ def _ping(st: dict[str, Any], transitions: list[dict[str, Any]], ctx: GeoContext
         if not f["dwelt"] and at - f["since"] >= dwell_ms:
             f["dwelt"] = True
             transitions.append(_transition(ctx, st, driver, vehicle, fid, "DWELL", at, lat, lng, eid, f["since"]))
+    if len(transitions) > first:
+        _notices(st, transitions[first:], out.notices)
     if any(s["state"] != "ON_BOARD" for s in sites.values()):
         _drop_done_sites(st)
+
+
+def _notices(st: dict[str, Any], transitions: list[dict[str, Any]], notices: list[tuple[bool, dict[str, Any]]]) -> None:
+    """"Driver within N m": open at the first ENTER of an order's site per dispatch (never again for
+    that attempt), resolve at the EXIT."""
+    for t in transitions:
+        if t["fence_kind"] != "CUSTOMER_SITE" or t["kind"] == "DWELL":
+            continue
+        site = st["sites"].get(t["order_id"])
+        if site is None:
+            continue
+        if t["kind"] == "ENTER" and site.get("noticed") != site["dispatch"]:
+            st["sites"][t["order_id"]] = {**site, "noticed": site["dispatch"]}
+            notices.append((True, {**t, "dispatch": site["dispatch"], "customer_id": site["customer_id"],
+                                   "warehouse_id": site["warehouse_id"]}))
+        elif t["kind"] == "EXIT" and site.get("noticed") == site["dispatch"]:
+            notices.append((False, {**t, "dispatch": site["dispatch"], "customer_id": site["customer_id"],
+                                    "warehouse_id": site["warehouse_id"]}))
 
 
 def _transition(ctx: GeoContext, st: dict[str, Any], driver: str, vehicle: str, fid: str, kind: str, at: int,

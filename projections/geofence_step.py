@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from projections.alert_rules import RuleSet
+from projections.alerts import apply_changes
 from projections.fence_index import FenceIndex
 from projections.geofence import GeoContext, step
 from projections.keyed_batch import Folded, Keyed
@@ -35,11 +37,14 @@ def validate_van_order(v: Mapping[str, Any]) -> None:
 class GeofenceProjection:
     name = "geofences"
 
-    def __init__(self, codec: Any, index: FenceIndex, ctx: GeoContext, kinds: Mapping[str, str]) -> None:
+    def __init__(self, codec: Any, index: FenceIndex, ctx: GeoContext, kinds: Mapping[str, str],
+                 rules: RuleSet | None = None) -> None:
         self.codec = codec  # schemas.codec.AvroCodec (epoch_ms=True)
         self.index = index
         self.ctx = ctx
         self.kinds = kinds  # topic -> record type, e.g. {"kuailv.gps.v1": "GpsPing"}
+        self.nearby = rules.by_kind("driver-nearby") if rules is not None else None
+        self.rules = rules
         self._validate = {"GpsPing": validate_gps, "VanOrder": validate_van_order}
 
     def decode(self, rec: SourceRecord) -> Keyed[Input] | DeadLetter:
@@ -95,5 +100,28 @@ class GeofenceProjection:
         out.state["pos"] = positions
         dead = [DeadLetter(fresh[i][0], "LATE_EVENT", reason, fresh[i][1][1].get("event_id"), fresh[i][1][0])
                 for i, reason in out.late]
-        return Folded(out.state, changed=True, published=bool(out.transitions), outputs=out.transitions,
+        outputs: list[tuple[str, dict[str, Any]]] = [("transition", t) for t in out.transitions]
+        if out.notices and self.nearby is not None:
+            outputs += [("alert", a) for a in self._notices(out.state, out.notices)]
+        return Folded(out.state, changed=True, published=bool(outputs), outputs=outputs,
                       dead_letters=dead, applied=out.applied, duplicates=duplicates + out.duplicates)
+
+    def _notices(self, state: dict[str, Any], notices: list[tuple[bool, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """"Driver within N m of the delivery address": one INFO alert per order and dispatch
+        (subject ``order/<id>#<dispatch>``), resolved when the driver leaves the site."""
+        assert self.rules is not None and self.nearby is not None
+        changes = []
+        for opening, t in notices:
+            subject = {"order_id": t["order_id"], "driver_id": t["driver_id"], "vehicle_id": t["vehicle_id"],
+                       "customer_id": t["customer_id"], "warehouse_id": t["warehouse_id"]}
+            evidence = {"fence_id": t["fence_id"], "entered_at": str(t["entered_at"] if not opening else t["at"]),
+                        "dispatch_count": str(t["dispatch"]), "enter_m": f"{self.ctx.fences.customer_sites.enter_m:g}"}
+            if not opening:
+                evidence["left_at"] = str(t["at"])
+            changes.append(self.rules.change(self.nearby, opening=opening, at=t["at"], subject_kind="order",
+                                             subject_id=f"{t['order_id']}#{t['dispatch']}", subject=subject,
+                                             evidence=evidence, location=(t["lat"], t["lng"])))
+        book = dict(state.get("alerts") or {})
+        records = apply_changes(book, changes)
+        state["alerts"] = {k: v for k, v in book.items() if v["status"] == "OPEN"}  # a notice never re-opens
+        return records

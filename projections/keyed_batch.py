@@ -75,6 +75,7 @@ class Counts:
     points_written: int = 0
     positions_written: int = 0
     transitions_written: int = 0
+    alerts_written: int = 0
 
     def add(self, other: Counts) -> None:
         for name in _COUNT_FIELDS:

@@ -1,5 +1,8 @@
 """The geofence agent: GPS + van orders -> ``kuailv.geofence-transitions.v1`` (+ state in Redis).
 
+It also publishes the "driver nearby" notices (an INFO alert on ``kuailv.alerts.v1`` when the van
+enters an order's customer site, resolved when it leaves).
+
 The hot-path pattern (``docs/hot-path.md``): ``process`` runs ``fold_batch`` with
 ``GeofenceProjection`` (one spatial-index query for the whole batch, then one fold per
 driver); ``write`` produces the transitions and dead letters, flushes, then saves the
@@ -23,10 +26,11 @@ from projections.geofence_step import GeofenceProjection
 from projections.keyed_batch import Counts, fold_batch, processing_error
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import GEOFENCE_TRANSITIONS, GPS, VAN_ORDERS
+from schemas.topics import ALERTS, GEOFENCE_TRANSITIONS, GPS, VAN_ORDERS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.state_cache import Entry, StateCache
 from streams.sinks.kafka_output import Output
+from streams.sinks.redis_alerts import RedisAlerts
 from streams.sinks.redis_geofences import RedisGeofenceStates
 
 log = logging.getLogger(__name__)
@@ -40,8 +44,10 @@ class GeofenceAgent:
     assignor = "range"
 
     def __init__(self, codec: AvroCodec, projection: GeofenceProjection, store: RedisGeofenceStates, output: Output,
-                 stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int], cache_keys: int = 50_000) -> None:
+                 stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int], cache_keys: int = 50_000,
+                 alerts: RedisAlerts | None = None) -> None:
         self.codec = codec
+        self.alerts = alerts  # the alert views in Redis ("driver nearby" notices)
         self.projection = projection
         self.store = store
         self.output = output
@@ -76,12 +82,18 @@ class GeofenceAgent:
         states: list[tuple[str, dict[str, Any]]] = []
         entries = []
         transitions = 0
+        alerts: list[dict[str, Any]] = []
         for key, f in result.folded.items():
             if not f.changed or f.state is None:
                 continue
-            for t in f.outputs:
-                kafka.append((GEOFENCE_TRANSITIONS.name, key.encode(), self.codec.encode("GeofenceTransition", t)))
-            transitions += len(f.outputs)
+            for kind, value in f.outputs:
+                if kind == "transition":
+                    kafka.append((GEOFENCE_TRANSITIONS.name, key.encode(),
+                                  self.codec.encode("GeofenceTransition", value)))
+                    transitions += 1
+                else:
+                    kafka.append((ALERTS.name, value["alert_id"].encode(), self.codec.encode("Alert", value)))
+                    alerts.append(value)
             states.append((key, f.state))
             entries.append((key, Entry(f.state, result.partitions[key])))
         if result.dead_letters:
@@ -93,21 +105,25 @@ class GeofenceAgent:
             self.cache.put(key, entry)
         counts = result.counts
         counts.transitions_written = transitions
-        return Staged(records, kafka, states, counts)
+        counts.alerts_written = len(alerts)
+        return Staged(records, kafka, (states, alerts), counts)
 
     def write(self, staged: Staged) -> None:
         for topic, key, value in staged.kafka:
             self.output.add(topic, key, value)
         self.output.flush()
+        states, alerts = staged.payload
         pipe = self.stats.pipeline()
-        self.store.save(staged.payload, pipe)
+        self.store.save(states, pipe)
+        if self.alerts is not None:
+            self.alerts.publish(alerts, pipe)
         self.stats.add(pipe, self.name, staged.counts)
         pipe.execute()
 
     def park(self, records: list[SourceRecord], reason: str) -> Staged:
         failed_at = self._now()
         kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
-        return Staged(records, kafka, [], Counts(records=len(records), dead_letters=len(records)))
+        return Staged(records, kafka, ([], []), Counts(records=len(records), dead_letters=len(records)))
 
     def forget(self, partitions: Sequence[Partition] | None) -> None:
         with self._invalid_lock:

@@ -1,8 +1,9 @@
 """``kuailv worker``: the always-on projection worker.
 
-One process runs one ``BatchLoop`` per agent (``orders``, ``telemetry``, ``geofences``), each
-in its own thread with its own consumer in the group ``KUAILV_CONSUMER_GROUP`` (the geofence
-agent in ``<group>-geofences``: it reads GPS too, and needs the range assignor). Start more processes
+One process runs one ``BatchLoop`` per agent (``orders``, ``telemetry``, ``geofences``,
+``alerts``), each in its own thread with its own consumer in the group ``KUAILV_CONSUMER_GROUP``
+(the geofence agent in ``<group>-geofences``: it reads GPS too, and needs the range assignor;
+the alert agent in ``<group>-alerts``: it reads the sensors too). Start more processes
 with the same group to scale out: Kafka spreads the partitions (cooperative-sticky
 rebalancing, so a joining worker does not stop the others). SIGTERM/SIGINT finish the
 batch in hand, write it, commit and exit 0. Clients are created here, at start-up, never
@@ -25,7 +26,7 @@ from streams.runtime import tune_gc
 from streams.runtime.batch_loop import Agent, BatchLoop, consumer_config
 
 log = logging.getLogger(__name__)
-AGENTS = ("orders", "telemetry", "geofences")
+AGENTS = ("orders", "telemetry", "geofences", "alerts")
 
 
 def wall_clock_ms() -> int:
@@ -67,6 +68,9 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
         return TelemetryAgent(codec, InfluxWriter(settings.influx_url, settings.influx_db),
                               RedisDriverPositions(redis_client, settings.redis_prefix), output, stats,
                               consumer=consumer, wall_clock_ms=wall_clock_ms)
+    from config.alert_rules import load_rules_file
+    from streams.sinks.redis_alerts import RedisAlerts
+
     if name == "geofences":
         from config.geofences import load_fence_file
         from projections.fence_index import FenceIndex
@@ -77,10 +81,22 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
 
         fences = load_fence_file(settings.fence_file)
         projection = GeofenceProjection(codec, FenceIndex(fences), GeoContext(fences, settings.geofence_lateness_ms),
-                                        KINDS)
+                                        KINDS, load_rules_file(settings.alert_rules_file))
         return GeofenceAgent(codec, projection, RedisGeofenceStates(redis_client, settings.redis_prefix), output,
                              stats, consumer=consumer, wall_clock_ms=wall_clock_ms,
-                             cache_keys=settings.state_cache_keys)
+                             cache_keys=settings.state_cache_keys,
+                             alerts=RedisAlerts(redis_client, settings.redis_prefix))
+    if name == "alerts":
+        from projections.alert_step import AlertProjection
+        from streams.alert_agent import KINDS as ALERT_KINDS
+        from streams.alert_agent import AlertAgent
+        from streams.sinks.influx import InfluxWriter
+
+        projection = AlertProjection(codec, load_rules_file(settings.alert_rules_file), ALERT_KINDS)
+        return AlertAgent(codec, projection, RedisAlerts(redis_client, settings.redis_prefix),
+                          InfluxWriter(settings.influx_url, settings.influx_db), output, stats, consumer=consumer,
+                          wall_clock_ms=wall_clock_ms, lateness_ms=settings.alert_lateness_ms,
+                          cache_keys=settings.state_cache_keys)
     raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}")
 
 

@@ -63,6 +63,15 @@ def sensor_line(r: Mapping[str, Any]) -> str:
                 ms(r["event_time"]))
 
 
+def alert_line(a: Mapping[str, Any]) -> str:
+    """One point per alert change: ``SELECT count(occurrences) FROM alerts WHERE status='OPEN' GROUP BY
+    rule_id, time(1h)`` counts alerts opened. ``alert_id`` is a tag so that two alerts changing in the
+    same millisecond are two points (and a re-written change is one)."""
+    return line("alerts", {"alert_id": a["alert_id"], "rule_id": a["rule_id"], "severity": str(a["severity"]),
+                           "status": str(a["status"]), "warehouse_id": a.get("warehouse_id")},
+                {"occurrences": int(a["occurrences"]), "order_id": a.get("order_id")}, int(a["updated_at"]))
+
+
 class InfluxWriter:
     """``write(lines)`` posts a batch of points in one request (keep-alive), retrying transient failures.
 

@@ -44,7 +44,7 @@ def test_one_index_query_per_batch_for_all_drivers() -> None:
     batch = records(pings([900, 100, 100, 100, 100, 100, 100]) + pings([100] * 6, driver="DRV-2"))
     result = fold_batch(projection(index), batch, lambda keys: {})
     assert index.calls == [13]
-    kinds = {k: [t["kind"] for t in f.outputs] for k, f in result.folded.items()}
+    kinds = {k: [t["kind"] for _, t in f.outputs] for k, f in result.folded.items()}
     assert kinds == {"DRV-1": ["ENTER"], "DRV-2": ["ENTER"]}
     assert result.counts.applied == 13
 
@@ -75,6 +75,31 @@ def test_late_ping_and_bad_records_become_dead_letters() -> None:
     late_dl = next(d for d in result.dead_letters if d.reason_code == "LATE_EVENT")
     assert late_dl.event_id == "late-1" and late_dl.source.offset == 100
     assert result.folded["DRV-1"].state["late"] == 1
+
+
+def test_driver_nearby_notice_once_per_dispatch_resolved_on_leaving() -> None:
+    from config.alert_rules import load_rules_file
+    from tests.unit.projections.geofence_builders import CUSTOMER
+
+    p = GeofenceProjection(CODEC, INDEX, CTX, {GPS: "GpsPing", VANS: "VanOrder"}, load_rules_file())
+    near = [ping(n, *CUSTOMER, eid=f"n{n}") for n in range(6)]
+    away = [ping(6 + n, *east_of(CUSTOMER, 2000), eid=f"a{n}") for n in range(6)]
+    back = [ping(12 + n, *CUSTOMER, eid=f"b{n}") for n in range(6)]
+    again = [ping(18 + n, *east_of(CUSTOMER, 2000), eid=f"c{n}") for n in range(6)]
+    state: dict | None = None
+    alerts: list[dict] = []
+    offset = 0
+    for chunk in ([van_order(at=0)], near, away, back, again):
+        result = fold_batch(p, records(chunk, start=offset), lambda keys, s=state: {"DRV-1": s} if s else {})
+        offset += len(chunk)
+        f = result.folded["DRV-1"]
+        state = f.state
+        alerts += [a for kind, a in f.outputs if kind == "alert"]
+    assert [(a["alert_id"], a["status"]) for a in alerts] == [
+        ("driver-nearby/order/KL-1#1", "OPEN"), ("driver-nearby/order/KL-1#1", "RESOLVED")]
+    assert alerts[0]["severity"] == "INFO" and alerts[0]["audience"] == ["CUSTOMER", "MERCHANT"]
+    assert "within 150 m" in alerts[0]["message"] and alerts[0]["order_id"] == "KL-1"
+    assert str(alerts[1]["resolved_at"]) == alerts[1]["evidence"]["left_at"]
 
 
 def test_van_order_on_the_same_partition_makes_a_customer_site() -> None:

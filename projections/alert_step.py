@@ -1,0 +1,158 @@
+"""SLA and cold-chain alerts as a ``projections.keyed_batch`` projection. Pure.
+
+Inputs: ``kuailv.order-state.v1`` (each record a whole order view, keyed by order id) and
+``kuailv.sensors.v1`` (readings keyed by device id). Keys are namespaced (``order:<id>``,
+``device:<id>``) so the two cannot collide in one state store.
+
+* **Orders.** Each new view is compared with the previous one (``projections.order_rules``):
+  instant rules open and resolve, timer rules (late delivery, stuck) get their due times. A
+  view that is not newer (``version``, ``rejected_events``) than the one held is a duplicate.
+  Timers fire in ``fire_timers(state, watermark)``, which the engine calls when the event-time
+  watermark of the order-state partition passes a due time; the alert is dated at the due time,
+  so when it is noticed does not change what is published. Final states have no timers:
+  late records after one cannot re-open an order timer.
+* **Sensors.** A device's readings of a batch are taken in event-time order through
+  ``projections.cold_chain``; a reading older than the last one taken is a ``LATE_EVENT`` dead
+  letter (the cold-chain state has moved past it), a repeat of it a duplicate.
+
+Per key the state holds the alerts raised on it (``AlertBook`` semantics of
+``projections.alerts``) and the last source offset applied per partition, so a re-delivered
+batch is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from projections import cold_chain, order_rules
+from projections.alert_rules import RuleSet
+from projections.alerts import apply_changes
+from projections.keyed_batch import Folded, Keyed
+from projections.order_events import InvalidEvent
+from projections.telemetry import validate_sensor
+from schemas.dead_letters import DeadLetter, SourceRecord
+from schemas.errors import CodecError
+
+Input = tuple[str, dict[str, Any]]  # (record type, value)
+
+
+def fire_timers(state: dict[str, Any], watermark: int, rules: RuleSet) -> list[dict[str, Any]]:
+    """Fire the order timers due at or before ``watermark`` (mutates ``state``, a private copy);
+    returns the alert records to publish."""
+    timers: dict[str, int] = state.get("timers") or {}
+    due = sorted((at, rule_id) for rule_id, at in timers.items() if at <= watermark)
+    if not due:
+        return []
+    changes = []
+    for at, rule_id in due:
+        change = order_rules.fire(state["view"], rule_id, at, rules)
+        if change is not None:
+            changes.append(change)
+        del timers[rule_id]
+        state["fired"][rule_id] = at
+    return apply_changes(state["alerts"], changes)
+
+
+def next_due(state: Mapping[str, Any] | None) -> int | None:
+    timers = (state or {}).get("timers") or {}
+    return min(timers.values()) if timers else None
+
+
+class AlertProjection:
+    name = "alerts"
+
+    def __init__(self, codec: Any, rules: RuleSet, kinds: Mapping[str, str]) -> None:
+        self.codec = codec  # schemas.codec.AvroCodec (epoch_ms=True)
+        self.rules = rules
+        self.kinds = kinds  # topic -> record type: {"kuailv.order-state.v1": "OrderState", ...}
+
+    def decode(self, rec: SourceRecord) -> Keyed[Input] | DeadLetter:
+        expected = self.kinds[rec.topic]
+        try:
+            decoded = self.codec.decode(rec.value)
+        except CodecError as exc:
+            return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
+        value = decoded.value
+        if decoded.record_type != expected:
+            return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
+                              value.get("event_id"), decoded.record_type, decoded.schema_id)
+        key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+        field = "order_id" if expected == "OrderState" else "device_id"
+        try:
+            if key != value[field]:
+                raise InvalidEvent(f"message key {key!r} is not the {field} {value[field]!r}")
+            if expected == "SensorReading":
+                validate_sensor(value)
+        except (InvalidEvent, KeyError, TypeError) as exc:
+            return DeadLetter(rec, "INVALID_EVENT", str(exc), value.get("event_id"), decoded.record_type,
+                              decoded.schema_id)
+        return Keyed(f"{'order' if field == 'order_id' else 'device'}:{key}", (decoded.record_type, value))
+
+    def fold(self, key: str, state: dict[str, Any] | None, items: Sequence[tuple[SourceRecord, Input]]) -> Folded:
+        st = _copy(state)
+        fresh = []
+        duplicates = 0
+        for rec, ev in items:
+            where = f"{rec.topic}:{rec.partition}"
+            if rec.offset <= st["pos"].get(where, -1):
+                duplicates += 1
+                continue
+            st["pos"][where] = rec.offset
+            fresh.append((rec, ev))
+        if not fresh:
+            return Folded(state, duplicates=duplicates)
+        if key.startswith("order:"):
+            records, dup = self._orders(st, [ev[1] for _, ev in fresh])
+            return Folded(st, changed=True, published=bool(records), outputs=records, applied=len(fresh) - dup,
+                          duplicates=duplicates + dup)
+        records, dead, dup = self._readings(st, fresh)
+        return Folded(st, changed=True, published=bool(records), outputs=records, dead_letters=dead,
+                      applied=len(fresh) - dup - len(dead), duplicates=duplicates + dup)
+
+    def _orders(self, st: dict[str, Any], views: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        records: list[dict[str, Any]] = []
+        dup = 0
+        for view in views:
+            before = st.get("view")
+            if before is not None and (view["version"], view["rejected_events"]) <= (
+                    before["version"], before["rejected_events"]):
+                dup += 1
+                continue
+            records += apply_changes(st["alerts"], order_rules.changes(before, view, self.rules, view["updated_at"]))
+            st["view"] = view
+            fired = st["fired"]
+            st["timers"] = {r: at for r, at in order_rules.due_timers(view, self.rules).items() if fired.get(r) != at}
+        return records, dup
+
+    def _readings(self, st: dict[str, Any], items: list[tuple[SourceRecord, Input]]
+                  ) -> tuple[list[dict[str, Any]], list[DeadLetter], int]:
+        records: list[dict[str, Any]] = []
+        dead: list[DeadLetter] = []
+        dup = 0
+        cc = st.get("cold_chain")
+        for rec, (record_type, reading) in sorted(items, key=lambda i: (i[1][1]["event_time"], i[1][1]["event_id"])):
+            last = cc["last_at"] if cc else None
+            if last is not None and reading["event_time"] <= last:
+                if reading["event_time"] == last and reading["event_id"] == cc["last_id"]:
+                    dup += 1
+                else:
+                    dead.append(DeadLetter(rec, "LATE_EVENT", f"reading at {reading['event_time']} is not after "
+                                           f"device {reading['device_id']}'s last reading at {last}",
+                                           reading["event_id"], record_type))
+                continue
+            cc, changes = cold_chain.step(cc, reading, self.rules, ())
+            records += apply_changes(st["alerts"], changes)
+        st["cold_chain"] = cc
+        return records, dead, dup
+
+
+def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
+    if state is None:
+        return {"pos": {}, "alerts": {}, "timers": {}, "fired": {}}
+    st = dict(state)
+    st["pos"] = dict(state["pos"])
+    st["alerts"] = dict(state["alerts"])
+    st["timers"] = dict(state.get("timers") or {})
+    st["fired"] = dict(state.get("fired") or {})
+    return st

@@ -1,0 +1,160 @@
+"""The alert agent: order views + sensor readings -> ``kuailv.alerts.v1`` (+ Redis views, InfluxDB counts).
+
+Same pattern as the other agents (``docs/hot-path.md``): ``process`` folds the batch with
+``projections.alert_step.AlertProjection`` and then fires the event-time timers the batch made
+due; ``write`` produces the alert records and dead letters, flushes, posts the alert points to
+InfluxDB, and saves states, the timer index, watermarks and alert views in one Redis pipeline.
+
+Event-time timers. Each partition of ``kuailv.order-state.v1`` has a watermark: the newest
+``updated_at`` seen in it minus ``KUAILV_ALERT_LATENESS_MS``. Every order with a pending timer
+is in a Redis sorted set per partition, scored by its next due time; when a batch moves the
+watermark, the orders due at or below it are loaded and ``fire_timers`` runs on them. The
+watermark moves only with the data (never the wall clock), so a partition without new order
+views holds its timers until one arrives (documented in docs/contracts.md).
+
+Own consumer group ``<group>-alerts``: it reads ``kuailv.sensors.v1`` too, which the telemetry
+agent consumes in the main group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from projections.alert_step import AlertProjection, fire_timers, next_due
+from projections.keyed_batch import Counts, fold_batch, processing_error
+from schemas.codec import AvroCodec
+from schemas.dead_letters import SourceRecord
+from schemas.topics import ALERTS, ORDER_STATE, SENSORS
+from streams.runtime.batch_loop import Partition, Staged
+from streams.runtime.state_cache import Entry, StateCache
+from streams.sinks.influx import InfluxWriter, alert_line
+from streams.sinks.kafka_output import Output
+from streams.sinks.redis_alerts import RedisAlerts
+
+log = logging.getLogger(__name__)
+KINDS = {ORDER_STATE.name: "OrderState", SENSORS.name: "SensorReading"}
+
+
+class AlertAgent:
+    name = "alerts"
+    topics = (ORDER_STATE.name, SENSORS.name)
+    group_suffix = "-alerts"
+
+    def __init__(self, codec: AvroCodec, projection: AlertProjection, store: RedisAlerts, influx: InfluxWriter,
+                 output: Output, stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int],
+                 lateness_ms: int = 60_000, cache_keys: int = 50_000) -> None:
+        self.codec = codec
+        self.projection = projection
+        self.rules = projection.rules
+        self.store = store
+        self.influx = influx
+        self.output = output
+        self.stats = stats
+        self.consumer = consumer
+        self.lateness_ms = lateness_ms
+        self._now = wall_clock_ms  # only for DeadLetter.failed_at
+        self.cache: StateCache[dict[str, Any]] = StateCache(cache_keys)
+        self.watermarks: dict[str, int] | None = None  # "topic:partition" -> ms; loaded on the first batch
+        self._invalid: list[Sequence[Partition] | None] = []
+        self._invalid_lock = threading.Lock()
+
+    def _states(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        missing = []
+        for key in keys:
+            entry = self.cache.get(key)
+            if entry is None:
+                missing.append(key)
+            else:
+                out[key] = entry.state
+        if missing:
+            out.update(self.store.load(missing))
+        return out
+
+    def process(self, records: list[SourceRecord]) -> Staged:
+        if self._invalid:
+            with self._invalid_lock:
+                todo, self._invalid = self._invalid, []
+            for partitions in todo:
+                self.cache.clear() if partitions is None else self.cache.drop_partitions(partitions)
+                self.watermarks = None  # reload: another worker may have moved them
+        if self.watermarks is None:
+            self.watermarks = self.store.watermarks()
+        result = fold_batch(self.projection, records, self._states)
+        alerts: list[dict[str, Any]] = []
+        changed: dict[str, tuple[dict[str, Any], tuple[str, int]]] = {}
+        moved: dict[str, int] = {}
+        for key, f in result.folded.items():
+            if f.changed and f.state is not None:
+                changed[key] = (f.state, result.partitions[key])
+                alerts += f.outputs
+                view = f.state.get("view")
+                if view is not None:
+                    topic, partition = result.partitions[key]
+                    where = f"{topic}:{partition}"
+                    mark = view["updated_at"] - self.lateness_ms
+                    if mark > max(self.watermarks.get(where, -(2**62)), moved.get(where, -(2**62))):
+                        moved[where] = mark
+        for where, mark in moved.items():
+            topic, _, partition = where.rpartition(":")
+            alerts += self._fire((topic, int(partition)), mark, changed)
+        self.watermarks.update(moved)
+        kafka = [(ALERTS.name, a["alert_id"].encode(), self.codec.encode("Alert", a)) for a in alerts]
+        if result.dead_letters:
+            failed_at = self._now()
+            for d in result.dead_letters:
+                log.warning("dead letter: %s", d)
+                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        saves = [(key, state, part, next_due(state)) for key, (state, part) in changed.items()]
+        for key, state, part, _ in saves:
+            self.cache.put(key, Entry(state, part))
+        counts = result.counts
+        counts.alerts_written = len(alerts)
+        return Staged(records, kafka, (saves, moved, alerts), counts)
+
+    def _fire(self, partition: tuple[str, int], watermark: int,
+              changed: dict[str, tuple[dict[str, Any], tuple[str, int]]]) -> list[dict[str, Any]]:
+        """Fire the timers of ``partition`` due at or before ``watermark``: the batch's own orders
+        and those in the timer index."""
+        keys = set(self.store.due(partition, watermark))
+        keys |= {k for k, (st, part) in changed.items() if part == partition and (next_due(st) or 2**62) <= watermark}
+        known = {k: st for k, (st, _) in changed.items() if k in keys}
+        known.update(self._states([k for k in sorted(keys) if k not in known]))
+        out: list[dict[str, Any]] = []
+        for key in sorted(keys):
+            state = known.get(key)
+            if state is None:
+                continue
+            state = {**state, "timers": dict(state.get("timers") or {}), "fired": dict(state.get("fired") or {}),
+                     "alerts": dict(state["alerts"])}
+            out += fire_timers(state, watermark, self.rules)
+            changed[key] = (state, partition)
+        return out
+
+    def write(self, staged: Staged) -> None:
+        saves, moved, alerts = staged.payload
+        for topic, key, value in staged.kafka:
+            self.output.add(topic, key, value)
+        self.output.flush()
+        if alerts:
+            self.influx.write([alert_line(a) for a in alerts])
+        pipe = self.stats.pipeline()
+        self.store.save(saves, moved, pipe)
+        self.store.publish(alerts, pipe)
+        self.stats.add(pipe, self.name, staged.counts)
+        pipe.execute()
+
+    def park(self, records: list[SourceRecord], reason: str) -> Staged:
+        failed_at = self._now()
+        kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
+        return Staged(records, kafka, ([], {}, []), Counts(records=len(records), dead_letters=len(records)))
+
+    def forget(self, partitions: Sequence[Partition] | None) -> None:
+        with self._invalid_lock:
+            self._invalid.append(None if partitions is None else list(partitions))
+
+    def close(self) -> None:
+        self.influx.close()

@@ -1,0 +1,114 @@
+"""AlertProjection through ``fold_batch``: order views and sensor readings become alert records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.alert_rules import load_rules_file
+from projections.alert_step import AlertProjection, fire_timers, next_due
+from projections.keyed_batch import fold_batch
+from projections.order_state import fold
+from schemas.codec import AvroCodec
+from schemas.dead_letters import SourceRecord
+from simulator.events import MINUTE, T0, order_story
+
+STATE_TOPIC, SENSORS = "kuailv.order-state.v1", "kuailv.sensors.v1"
+CODEC = AvroCodec(epoch_ms=True)
+RULES = load_rules_file()
+P = AlertProjection(CODEC, RULES, {STATE_TOPIC: "OrderState", SENSORS: "SensorReading"})
+
+
+def views(order_id: str, ending: str = "signed") -> list[dict[str, Any]]:
+    state, out = None, []
+    for event_type, event in order_story(order_id, ending=ending):
+        state = fold(state, event_type, event).state
+        out.append(state["view"])
+    return out
+
+
+def as_records(values: list[dict[str, Any]], start: int = 0) -> list[SourceRecord]:
+    out = []
+    for n, v in enumerate(values):
+        topic, kind, key = (STATE_TOPIC, "OrderState", v["order_id"]) if "status" in v else (
+            SENSORS, "SensorReading", v["device_id"])
+        out.append(SourceRecord(topic, 0, start + n, key.encode(), CODEC.encode(kind, v), None))
+    return out
+
+
+def run(values: list[dict[str, Any]], batch: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]], list]:
+    states: dict[str, Any] = {}
+    alerts: list[dict[str, Any]] = []
+    dead: list = []
+    recs = as_records(values)
+    for i in range(0, len(recs), batch):
+        result = fold_batch(P, recs[i:i + batch], lambda keys: states)
+        for key, f in result.folded.items():
+            if f.state is not None:
+                states[key] = f.state
+            alerts += f.outputs
+        dead += result.dead_letters
+    return states, alerts, dead
+
+
+def test_shortage_opens_at_stock_check_and_resolves_when_signed() -> None:
+    _, alerts, _ = run(views("KL-A"))
+    got = [(a["rule_id"], a["status"]) for a in alerts]
+    assert got == [("stock-shortage", "OPEN"), ("stock-shortage", "RESOLVED")]
+    assert alerts[0]["alert_id"] == "stock-shortage/order/KL-A" and alerts[0]["order_id"] == "KL-A"
+    assert alerts[1]["resolved_at"] > alerts[0]["opened_at"]
+    CODEC.encode("Alert", alerts[0])
+
+
+def test_batching_does_not_change_the_alerts() -> None:
+    vs = views("KL-B", "redispatched") + views("KL-C", "out_of_stock")
+    one = run(vs, batch=1)[1]
+    many = run(vs, batch=7)[1]
+    assert [(a["alert_id"], a["status"]) for a in one] == [(a["alert_id"], a["status"]) for a in many]
+    assert {a["rule_id"] for a in one} >= {"exception-reported", "out-of-stock"}
+
+
+def test_redelivered_views_are_duplicates() -> None:
+    vs = views("KL-D")
+    recs = as_records(vs)
+    states: dict[str, Any] = {}
+    first = fold_batch(P, recs, lambda keys: states)
+    states = {k: f.state for k, f in first.folded.items()}
+    again = fold_batch(P, recs, lambda keys: states)
+    assert all(f.outputs == [] and not f.changed for f in again.folded.values())
+
+
+def test_late_delivery_timer_fires_at_its_due_time_once() -> None:
+    vs = views("KL-E")
+    dispatched = next(v for v in vs if v["status"] == "DELIVERING")
+    states, alerts, _ = run(vs[: vs.index(dispatched) + 1])
+    st = states["order:KL-E"]
+    due = st["timers"]["late-delivery"]
+    assert due == dispatched["delivery_window_end"] + 30 * MINUTE and next_due(st) <= due
+    st = {**st, "timers": dict(st["timers"]), "fired": dict(st["fired"]), "alerts": dict(st["alerts"])}
+    early = fire_timers(st, due - 1, RULES)
+    assert "late-delivery" in st["timers"] and all(a["rule_id"] != "late-delivery" for a in early)
+    fired = fire_timers(st, due, RULES)
+    late = [a for a in fired if a["rule_id"] == "late-delivery"]
+    assert len(late) == 1 and late[0]["opened_at"] == due and late[0]["severity"] == "CRITICAL"
+    assert "late-delivery" not in st["timers"] and fire_timers(st, due + MINUTE, RULES) == []
+
+
+def reading(n: int, temp: float, device: str = "SEN-VAN-1-A", **over: Any) -> dict[str, Any]:
+    return {"event_id": f"r{n}", "device_id": device, "vehicle_id": "VAN-1", "warehouse_id": None,
+            "compartment": "CHILLED", "event_time": T0 + n * MINUTE, "producer": "sensor-gateway",
+            "temperature_c": temp, "humidity_pct": 80.0, **over}
+
+
+def test_compressor_failure_opens_a_breach_that_resolves_when_the_sensor_recovers() -> None:
+    temps = [3.0, 3.5] + [7.0 + n * 0.3 for n in range(14)] + [3.8, 3.2]
+    _, alerts, dead = run([reading(n, t) for n, t in enumerate(temps)], batch=4)
+    assert [(a["rule_id"], a["status"]) for a in alerts] == [("cold-chain-breach", "OPEN"),
+                                                              ("cold-chain-breach", "RESOLVED")]
+    assert alerts[0]["opened_at"] == T0 + 2 * MINUTE and alerts[0]["vehicle_id"] == "VAN-1"
+    assert dead == []
+
+
+def test_a_reading_older_than_the_last_is_a_late_event() -> None:
+    states, _, dead = run([reading(5, 3.0), reading(6, 3.0), reading(2, 9.0)], batch=1)
+    assert [d.reason_code for d in dead] == ["LATE_EVENT"]
+    assert states["device:SEN-VAN-1-A"]["cold_chain"]["last_at"] == T0 + 6 * MINUTE
