@@ -43,6 +43,24 @@ def cmd_orders(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from streams.queries import alert_listing, alert_row
+
+    s = settings_mod.load(args.profile)
+    alerts = alert_listing(s, order_id=args.order, open_only=args.open, limit=args.limit)
+    if args.json:
+        for a in alerts:
+            print(_dump(a))
+        return 0
+    if not alerts:
+        what = f"open alerts of order {args.order}" if args.order else "open alerts" if args.open else "alerts"
+        print(f"no {what} in Redis {s.redis_url} (prefix {s.redis_prefix})", file=sys.stderr)
+        return 0
+    for a in alerts:
+        print(alert_row(a))
+    return 0
+
+
 def _report(summary: Any, what: str) -> None:
     rate = summary.events / summary.seconds if summary.seconds else 0.0
     print(f"{what} {summary.events:,} events into {summary.orders:,} orders in {summary.seconds:.1f}s "
@@ -177,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--customer")
     g.add_argument("--driver")
     ls.set_defaults(fn=cmd_orders)
+    al = sub.add_parser("alerts", help="list alerts: the newest, the open ones, or one order's open alerts")
+    al.add_argument("--order", default=None, help="only this order's open alerts")
+    al.add_argument("--open", action="store_true", help="only open alerts (newest opened first)")
+    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--json", action="store_true", help="one Alert record per line, as JSON")
+    al.set_defaults(fn=cmd_alerts)
 
     r = sub.add_parser("replay", help="fold history (file or topic) and print projections as JSON lines")
     src = r.add_mutually_exclusive_group(required=True)
@@ -202,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run the projection worker (start several to scale out)")
     w.add_argument("--loglevel", default="info")
-    w.add_argument("--agents", default=None, help="comma-separated subset of: orders,telemetry (default: all)")
+    w.add_argument("--agents", default=None,
+                   help="comma-separated subset of: orders,telemetry,geofences,alerts (default: all)")
     w.set_defaults(fn=cmd_worker)
 
     rl = sub.add_parser("relay", help="publish recorded order events from the event store to Kafka")

@@ -4,7 +4,7 @@ merge of a driver's live GPS position into it. Pure functions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from projections.timefmt import iso
@@ -90,3 +90,10 @@ def with_live_position(public: dict[str, Any], position: Mapping[str, Any] | Non
         return public
     new_info = {**info, "location": {"lat": position["lat"], "lng": position["lng"], "at": fix_iso, "source": "gps"}}
     return {**public, "driverInfo": new_info}
+
+
+def with_open_alerts(public: dict[str, Any], alerts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The order's open alerts (``kuailv.alerts.Alert`` records) as ``openAlerts``, oldest first."""
+    return {**public, "openAlerts": [
+        {"alertId": a["alert_id"], "ruleId": a["rule_id"], "severity": a["severity"], "openedAt": iso(a["opened_at"]),
+         "message": a["message"], "audience": list(a["audience"])} for a in alerts]}

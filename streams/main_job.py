@@ -20,12 +20,16 @@ import time
 from pathlib import Path
 
 from config.settings import Settings
-from schemas.topics import GPS, ORDER_EVENTS, SENSORS
+from schemas.topics import GPS, ORDER_EVENTS, ORDER_STATE, SENSORS, VAN_ORDERS
 from streams.kafka_lag import end_offsets, group_lag
-from streams.queries import order_document, progress
+from streams.queries import alert_listing, alert_row, order_document, progress
 from streams.simulation_runner import SimulationProgress, simulate_into_system
 
 INPUT_TOPICS = (ORDER_EVENTS.name, GPS.name, SENSORS.name)
+# (consumer group suffix, topics): every agent's group must have caught up before the run ends
+GROUPS = (("", INPUT_TOPICS), ("-geofences", (GPS.name, VAN_ORDERS.name)),
+          ("-alerts", (ORDER_STATE.name, SENSORS.name)))
+KINDS = ("orders", "telemetry", "geofences", "alerts")
 STATUS_ORDER = ["CREATED", "PAID", "PICKING", "DELIVERING", "EXCEPTION_HANDLING", "SIGNED", "RETURNING", "RETURNED",
                 "CLAIMING", "CLAIM_SETTLED", "OUT_OF_STOCK", "CANCELLED"]
 
@@ -55,7 +59,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def _since(stats: dict, base: dict) -> dict:
     """Counters of this run: the totals in Redis minus those before it started."""
-    return {kind: {k: v - base[kind].get(k, 0) for k, v in stats[kind].items()} for kind in ("orders", "telemetry")}
+    return {kind: {k: v - base[kind].get(k, 0) for k, v in stats[kind].items()} for kind in KINDS}
 
 
 def _line(elapsed: float, sim: SimulationProgress, stats: dict, run: dict, rate: float) -> str:
@@ -64,10 +68,13 @@ def _line(elapsed: float, sim: SimulationProgress, stats: dict, run: dict, rate:
     by_status = stats["by_status"]
     states = " ".join(f"{s}={by_status[s]}" for s in STATUS_ORDER if by_status.get(s))
     sim_clock = time.strftime("%m-%d %H:%M", time.gmtime(sim.sim_time_ms / 1000)) if sim.sim_time_ms else "--"
-    dead = orders.get("dead_letters", 0) + tele.get("dead_letters", 0)
+    dead = sum(run[kind].get("dead_letters", 0) for kind in KINDS)
+    fences = run["geofences"].get("transitions_written", 0)
+    alerts = run["alerts"].get("alerts_written", 0) + run["geofences"].get("alerts_written", 0)
     return (f"[{elapsed:6.1f}s] sim {sim_clock}Z | sent: {sim.commands} commands, {sim.telemetry} telemetry | "
             f"projected: {orders.get('records', 0)} order events, {tele.get('records', 0)} telemetry "
-            f"({rate:,.0f} ev/s) | dead letters {dead} | orders now: {states}")
+            f"({rate:,.0f} ev/s) | geofence transitions {fences} | alerts open {stats['open_alerts']} "
+            f"({alerts} changes) | dead letters {dead} | orders now: {states}")
 
 
 def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, workers: int = 1) -> int:
@@ -106,8 +113,9 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
             if sim.done and not sim_thread.is_alive():
                 deadline = deadline or now + 180
                 published = sum(end_offsets(settings.kafka_bootstrap, [ORDER_EVENTS.name]).values()) - start_ends
-                if published >= sim.commands and group_lag(settings.kafka_bootstrap, settings.consumer_group,
-                                                           INPUT_TOPICS) == 0:
+                if published >= sim.commands and all(
+                        group_lag(settings.kafka_bootstrap, settings.consumer_group + suffix, topics) == 0
+                        for suffix, topics in GROUPS):
                     caught_up = True
                     break
                 if now > deadline:
@@ -126,6 +134,11 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     run = _since(stats, base)
     print(f"this run: {json.dumps(run, sort_keys=True)}")
     print(f"orders on this stack now, by status: {json.dumps(stats['by_status'], sort_keys=True)}")
+    open_alerts = alert_listing(settings, open_only=True, limit=8)
+    if open_alerts:
+        print(f"\n$ kuailv alerts --open   ({stats['open_alerts']} open; newest {len(open_alerts)})")
+        for a in open_alerts:
+            print("  " + alert_row(a))
     if sim.order_ids:
         example = _pick_example(settings, sim.order_ids)
         if example:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from config.settings import Settings
 from projections.order_status import OrderStatus
-from projections.order_view import with_live_position
+from projections.order_view import with_live_position, with_open_alerts
+from streams.sinks.redis_alerts import RedisAlerts
 from streams.sinks.redis_orders import RedisOrderStore
 from streams.sinks.redis_positions import RedisDriverPositions
 
@@ -25,14 +27,16 @@ def _client(settings: Settings) -> Iterator[Any]:
 
 
 def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
-    """The order's public view with the driver's live GPS position merged in."""
+    """The order's public view with the driver's live GPS position and the order's open alerts merged in
+    (alerts are derived from the order-state topic, so they cannot be part of it)."""
     with _client(settings) as r:
         view = RedisOrderStore(r, settings.redis_prefix).view(order_id)
         if view is None:
             return None
         driver = (view.get("driverInfo") or {}).get("driverId")
         position = RedisDriverPositions(r, settings.redis_prefix).get(driver) if driver else None
-        return with_live_position(view, position)
+        alerts = RedisAlerts(r, settings.redis_prefix).order_alerts(order_id)
+        return with_open_alerts(with_live_position(view, position), alerts)
 
 
 def order_ids(settings: Settings, **by: str | None) -> set[str]:
@@ -45,8 +49,9 @@ def progress(settings: Settings) -> dict[str, Any]:
     p = settings.redis_prefix
     with _client(settings) as r:
         pipe = r.pipeline(transaction=False)
-        pipe.hgetall(f"{p}:stats:orders")
-        pipe.hgetall(f"{p}:stats:telemetry")
+        for kind in ("orders", "telemetry", "geofences", "alerts"):
+            pipe.hgetall(f"{p}:stats:{kind}")
+        pipe.zcard(f"{p}:alerts:open")
         for status in OrderStatus:
             pipe.scard(f"{p}:orders:by-status:{status.value}")
         res = pipe.execute()
@@ -54,5 +59,21 @@ def progress(settings: Settings) -> dict[str, Any]:
     def ints(h: dict[bytes, bytes]) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in h.items()}
 
-    return {"orders": ints(res[0]), "telemetry": ints(res[1]),
-            "by_status": {s.value: n for s, n in zip(OrderStatus, res[2:], strict=True) if n}}
+    return {"orders": ints(res[0]), "telemetry": ints(res[1]), "geofences": ints(res[2]), "alerts": ints(res[3]),
+            "open_alerts": res[4], "by_status": {s.value: n for s, n in zip(OrderStatus, res[5:], strict=True) if n}}
+
+
+def alert_listing(settings: Settings, *, order_id: str | None = None, open_only: bool = False,
+                  limit: int = 100) -> list[dict[str, Any]]:
+    """An order's open alerts, or the newest alerts (open ones only with ``open_only``)."""
+    with _client(settings) as r:
+        alerts = RedisAlerts(r, settings.redis_prefix)
+        return alerts.order_alerts(order_id) if order_id else alerts.listing(open_only=open_only, limit=limit)
+
+
+def alert_row(a: dict[str, Any]) -> str:
+    """One line per alert for a terminal: when, state, severity, rule, subject, message."""
+    when = time.strftime("%m-%d %H:%M", time.gmtime(a["opened_at"] / 1000))
+    state = a["status"] if a["status"] == "OPEN" else "resolved " + time.strftime(
+        "%H:%M", time.gmtime(a["resolved_at"] / 1000))
+    return f"{when}Z {state:<14} {a['severity']:<8} {a['alert_id']:<48} {a['message']}"

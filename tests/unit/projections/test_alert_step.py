@@ -80,7 +80,7 @@ def test_redelivered_views_are_duplicates() -> None:
 def test_late_delivery_timer_fires_at_its_due_time_once() -> None:
     vs = views("KL-E")
     dispatched = next(v for v in vs if v["status"] == "DELIVERING")
-    states, alerts, _ = run(vs[: vs.index(dispatched) + 1])
+    states, _, _ = run(vs[: vs.index(dispatched) + 1])
     st = states["order:KL-E"]
     due = st["timers"]["late-delivery"]
     assert due == dispatched["delivery_window_end"] + 30 * MINUTE and next_due(st) <= due
