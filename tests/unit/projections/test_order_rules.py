@@ -126,7 +126,7 @@ def test_timers_and_events_racing_give_the_same_alerts() -> None:
     ("signed", 1, "CREATED", 0, 30, "PAID"),
     ("signed", 3, "PAID", 1, 45, "PICKING"),
     ("signed", 7, "PICKING", 3, 60, "PICKING"),
-    ("signed", 8, "PACKED", 7, 30, "DELIVERING"),
+    ("signed", 8, "PACKED", 7, 150, "DELIVERING"),
     ("redispatched", 10, "EXCEPTION_HANDLING", 9, 60, "DELIVERING"),
 ])
 def test_stuck_opens_per_state_and_resolves_when_the_order_moves_on(
