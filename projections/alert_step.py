@@ -1,14 +1,18 @@
 """SLA and cold-chain alerts as a ``projections.keyed_batch`` projection. Pure.
 
-Inputs: ``kuailv.order-state.v1`` (each record a whole order view, keyed by order id) and
+Inputs: ``kuailv.order-events.v1`` (keyed by order id; the log of truth) and
 ``kuailv.sensors.v1`` (readings keyed by device id). Keys are namespaced (``order:<id>``,
 ``device:<id>``) so the two cannot collide in one state store.
 
-* **Orders.** Each new view is compared with the previous one (``projections.order_rules``):
-  instant rules open and resolve, timer rules (late delivery, stuck) get their due times. A
-  view that is not newer (``version``, ``rejected_events``) than the one held is a duplicate.
+* **Orders.** The order events are folded again here with ``projections.order_state.fold``
+  (``trace=True``), and the rules see the view after *every* applied version, in version order
+  (``projections.order_rules``): instant rules open and resolve, timer rules (late delivery,
+  stuck) get their due times. Not the coalesced ``kuailv.order-state.v1`` records: a shortage
+  that opened and cleared between two published views would be missed during a catch-up and
+  seen live, so the alerts would depend on batching. Duplicates, out-of-order events and
+  refusals are the fold's business (its dead letters are the order agent's, not repeated here).
   Timers fire in ``fire_timers(state, watermark)``, which the engine calls when the event-time
-  watermark of the order-state partition passes a due time; the alert is dated at the due time,
+  watermark of the order-event partition passes a due time; the alert is dated at the due time,
   so when it is noticed does not change what is published. Final states have no timers:
   late records after one cannot re-open an order timer.
 * **Sensors.** A device's readings of a batch are taken in event-time order through
@@ -30,6 +34,8 @@ from projections.alert_rules import RuleSet
 from projections.alerts import apply_changes
 from projections.keyed_batch import Folded, Keyed
 from projections.order_events import InvalidEvent
+from projections.order_state import fold
+from projections.order_step import decode_order_record
 from projections.telemetry import validate_sensor
 from schemas.dead_letters import DeadLetter, SourceRecord
 from schemas.errors import CodecError
@@ -46,7 +52,7 @@ def fire_timers(state: dict[str, Any], watermark: int, rules: RuleSet) -> list[d
         return []
     changes = []
     for at, rule_id in due:
-        change = order_rules.fire(state["view"], rule_id, at, rules)
+        change = order_rules.fire(state["fold"]["view"], rule_id, at, rules)
         if change is not None:
             changes.append(change)
         del timers[rule_id]
@@ -65,10 +71,15 @@ class AlertProjection:
     def __init__(self, codec: Any, rules: RuleSet, kinds: Mapping[str, str]) -> None:
         self.codec = codec  # schemas.codec.AvroCodec (epoch_ms=True)
         self.rules = rules
-        self.kinds = kinds  # topic -> record type: {"kuailv.order-state.v1": "OrderState", ...}
+        self.kinds = kinds  # topic -> record type: {"kuailv.order-events.v1": "OrderEvent", ...}
 
     def decode(self, rec: SourceRecord) -> Keyed[Input] | DeadLetter:
         expected = self.kinds[rec.topic]
+        if expected == "OrderEvent":
+            out = decode_order_record(self.codec, rec)
+            if type(out) is DeadLetter:
+                return out
+            return Keyed(f"order:{out.value['order_id']}", (out.record_type, out.value))  # type: ignore[union-attr]
         try:
             decoded = self.codec.decode(rec.value)
         except CodecError as exc:
@@ -78,16 +89,14 @@ class AlertProjection:
             return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
                               value.get("event_id"), decoded.record_type, decoded.schema_id)
         key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
-        field = "order_id" if expected == "OrderState" else "device_id"
         try:
-            if key != value[field]:
-                raise InvalidEvent(f"message key {key!r} is not the {field} {value[field]!r}")
-            if expected == "SensorReading":
-                validate_sensor(value)
+            if key != value["device_id"]:
+                raise InvalidEvent(f"message key {key!r} is not the device_id {value['device_id']!r}")
+            validate_sensor(value)
         except (InvalidEvent, KeyError, TypeError) as exc:
             return DeadLetter(rec, "INVALID_EVENT", str(exc), value.get("event_id"), decoded.record_type,
                               decoded.schema_id)
-        return Keyed(f"{'order' if field == 'order_id' else 'device'}:{key}", (decoded.record_type, value))
+        return Keyed(f"device:{key}", (decoded.record_type, value))
 
     def fold(self, key: str, state: dict[str, Any] | None, items: Sequence[tuple[SourceRecord, Input]]) -> Folded:
         st = _copy(state)
@@ -103,24 +112,29 @@ class AlertProjection:
         if not fresh:
             return Folded(state, duplicates=duplicates)
         if key.startswith("order:"):
-            records, dup = self._orders(st, [ev[1] for _, ev in fresh])
+            records, dup = self._orders(st, [ev for _, ev in fresh])
             return Folded(st, changed=True, published=bool(records), outputs=records, applied=len(fresh) - dup,
                           duplicates=duplicates + dup)
         records, dead, dup = self._readings(st, fresh)
         return Folded(st, changed=True, published=bool(records), outputs=records, dead_letters=dead,
                       applied=len(fresh) - dup - len(dead), duplicates=duplicates + dup)
 
-    def _orders(self, st: dict[str, Any], views: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    def _orders(self, st: dict[str, Any], events: list[Input]) -> tuple[list[dict[str, Any]], int]:
         records: list[dict[str, Any]] = []
         dup = 0
-        for view in views:
-            before = st.get("view")
-            if before is not None and (view["version"], view["rejected_events"]) <= (
-                    before["version"], before["rejected_events"]):
-                dup += 1
-                continue
-            records += apply_changes(st["alerts"], order_rules.changes(before, view, self.rules, view["updated_at"]))
-            st["view"] = view
+        fold_state = st.get("fold")
+        for event_type, event in events:
+            before = fold_state["view"] if fold_state else None
+            result = fold(fold_state, event_type, event, trace=True)
+            fold_state = result.state
+            dup += result.duplicate
+            for view in result.views:
+                records += apply_changes(st["alerts"], order_rules.changes(before, view, self.rules,
+                                                                            view["updated_at"]))
+                before = view
+        st["fold"] = fold_state
+        view = fold_state["view"] if fold_state else None
+        if view is not None:
             fired = st["fired"]
             st["timers"] = {r: at for r, at in order_rules.due_timers(view, self.rules).items() if fired.get(r) != at}
         return records, dup

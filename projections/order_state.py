@@ -53,6 +53,7 @@ class FoldResult:
     duplicate: bool = False
     buffered: bool = False
     rejections: tuple[Rejection, ...] = field(default_factory=tuple)
+    views: tuple[dict[str, Any], ...] = ()  # with ``trace=True``: the view after each applied version, in order
 
     @property
     def changed(self) -> bool:
@@ -63,7 +64,7 @@ def new_state(order_id: str) -> State:
     return {"order_id": order_id, "applied": 0, "event_ids": [], "pending": {}, "rejected": 0, "view": None}
 
 
-def fold(state: State | None, event_type: str, event: Mapping[str, Any]) -> FoldResult:
+def fold(state: State | None, event_type: str, event: Mapping[str, Any], trace: bool = False) -> FoldResult:
     order_id = event["order_id"]
     if state is None:
         state = new_state(order_id)
@@ -102,6 +103,7 @@ def fold(state: State | None, event_type: str, event: Mapping[str, Any]) -> Fold
     new["event_ids"] = list(state["event_ids"])
     new["pending"] = dict(state["pending"])
     rejections: list[Rejection] = []
+    views: list[dict[str, Any]] = []
     count = 0
     current_type, current = event_type, event
     while True:
@@ -110,11 +112,13 @@ def fold(state: State | None, event_type: str, event: Mapping[str, Any]) -> Fold
             rejections.append(rejection)
         else:
             count += 1
+            if trace:
+                views.append(new["view"])
         nxt = new["pending"].pop(str(new["applied"] + 1), None)
         if nxt is None:
             break
         current_type, current = nxt["type"], nxt["event"]
-    return FoldResult(new, applied=count, rejections=tuple(rejections))
+    return FoldResult(new, applied=count, rejections=tuple(rejections), views=tuple(views))
 
 
 def _apply_in_order(state: State, event_type: str, event: Mapping[str, Any]) -> Rejection | None:

@@ -1,16 +1,16 @@
-"""The alert agent: order views + sensor readings -> ``kuailv.alerts.v1`` (+ Redis views, InfluxDB counts).
+"""The alert agent: order events + sensor readings -> ``kuailv.alerts.v1`` (+ Redis views, InfluxDB counts).
 
 Same pattern as the other agents (``docs/hot-path.md``): ``process`` folds the batch with
 ``projections.alert_step.AlertProjection`` and then fires the event-time timers the batch made
 due; ``write`` produces the alert records and dead letters, flushes, posts the alert points to
 InfluxDB, and saves states, the timer index, watermarks and alert views in one Redis pipeline.
 
-Event-time timers. Each partition of ``kuailv.order-state.v1`` has a watermark: the newest
-``updated_at`` seen in it minus ``KUAILV_ALERT_LATENESS_MS``. Every order with a pending timer
+Event-time timers. Each partition of ``kuailv.order-events.v1`` has a watermark: the newest
+order ``updated_at`` folded in it minus ``KUAILV_ALERT_LATENESS_MS``. Every order with a pending timer
 is in a Redis sorted set per partition, scored by its next due time; when a batch moves the
 watermark, the orders due at or below it are loaded and ``fire_timers`` runs on them. The
 watermark moves only with the data (never the wall clock), so a partition without new order
-views holds its timers until one arrives (documented in docs/contracts.md).
+events holds its timers until one arrives (documented in docs/contracts.md).
 
 Own consumer group ``<group>-alerts``: it reads ``kuailv.sensors.v1`` too, which the telemetry
 agent consumes in the main group.
@@ -27,7 +27,7 @@ from projections.alert_step import AlertProjection, fire_timers, next_due
 from projections.keyed_batch import Counts, fold_batch, processing_error
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, ORDER_STATE, SENSORS
+from schemas.topics import ALERTS, ORDER_EVENTS, SENSORS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.state_cache import Entry, StateCache
 from streams.sinks.influx import InfluxWriter, alert_line
@@ -35,12 +35,12 @@ from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
 
 log = logging.getLogger(__name__)
-KINDS = {ORDER_STATE.name: "OrderState", SENSORS.name: "SensorReading"}
+KINDS = {ORDER_EVENTS.name: "OrderEvent", SENSORS.name: "SensorReading"}
 
 
 class AlertAgent:
     name = "alerts"
-    topics = (ORDER_STATE.name, SENSORS.name)
+    topics = (ORDER_EVENTS.name, SENSORS.name)
     group_suffix = "-alerts"
 
     def __init__(self, codec: AvroCodec, projection: AlertProjection, store: RedisAlerts, influx: InfluxWriter,
@@ -91,7 +91,7 @@ class AlertAgent:
             if f.changed and f.state is not None:
                 changed[key] = (f.state, result.partitions[key])
                 alerts += f.outputs
-                view = f.state.get("view")
+                view = (f.state.get("fold") or {}).get("view")
                 if view is not None:
                     topic, partition = result.partitions[key]
                     where = f"{topic}:{partition}"

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from config.settings import Settings
-from schemas.topics import GPS, ORDER_EVENTS, ORDER_STATE, SENSORS, VAN_ORDERS
+from schemas.topics import GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
 from streams.kafka_lag import end_offsets, group_lag
 from streams.queries import alert_listing, alert_row, order_document, progress
 from streams.simulation_runner import SimulationProgress, simulate_into_system
@@ -28,7 +28,7 @@ from streams.simulation_runner import SimulationProgress, simulate_into_system
 INPUT_TOPICS = (ORDER_EVENTS.name, GPS.name, SENSORS.name)
 # (consumer group suffix, topics): every agent's group must have caught up before the run ends
 GROUPS = (("", INPUT_TOPICS), ("-geofences", (GPS.name, VAN_ORDERS.name)),
-          ("-alerts", (ORDER_STATE.name, SENSORS.name)))
+          ("-alerts", (ORDER_EVENTS.name, SENSORS.name)))
 KINDS = ("orders", "telemetry", "geofences", "alerts")
 STATUS_ORDER = ["CREATED", "PAID", "PICKING", "DELIVERING", "EXCEPTION_HANDLING", "SIGNED", "RETURNING", "RETURNED",
                 "CLAIMING", "CLAIM_SETTLED", "OUT_OF_STOCK", "CANCELLED"]

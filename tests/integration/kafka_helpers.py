@@ -52,3 +52,53 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (Java) partitioner and librdkafka's ``murmur2_random`` pick for ``key``."""
+    m, r, length = 0x5BD1E995, 24, len(key)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest = length % 4
+    tail = key[length - rest:]
+    if rest == 3:
+        h ^= tail[2] << 16
+    if rest >= 2:
+        h ^= tail[1] << 8
+    if rest >= 1:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def private_topics(bootstrap: str, tag: str, specs: Any) -> dict[str, str]:
+    """Fresh copies of contract topics for one test (``KUAILV_TOPIC_RENAMES`` maps them), so a worker
+    with a new consumer group does not first fold every earlier test's history."""
+    import dataclasses
+
+    from infra.topics import ensure_topics
+
+    copies = [dataclasses.replace(spec, name=f"{spec.name}.it-{tag}") for spec in specs]
+    problems = [p for r in ensure_topics(bootstrap, copies) for p in r.problems()]
+    assert not problems, problems
+    return {spec.name: copy.name for spec, copy in zip(specs, copies, strict=True)}
+
+
+def delete_topics(bootstrap: str, names: Any) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep it referenced until the futures are done
+    for future in admin.delete_topics(list(names), operation_timeout=30).values():
+        future.result(30)
+
+
+def renames_env(renames: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in renames.items())

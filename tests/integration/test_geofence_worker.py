@@ -19,10 +19,10 @@ import redis
 from config.settings import Settings
 from projections.geo import EARTH_RADIUS_M
 from schemas.codec import AvroCodec
-from schemas.topics import DEAD_LETTERS, GEOFENCE_TRANSITIONS, GPS, ORDER_EVENTS, VAN_ORDERS
+from schemas.topics import ALERTS, DEAD_LETTERS, GEOFENCE_TRANSITIONS, GPS, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 from simulator.events import MINUTE, T0, order_story
 from streams.replay import read_topic
-from tests.integration.kafka_helpers import SyncProducer, wait_for
+from tests.integration.kafka_helpers import SyncProducer, delete_topics, private_topics, renames_env, wait_for
 from tests.integration.processes import ProjectProcess
 
 pytestmark = pytest.mark.integration
@@ -40,8 +40,11 @@ class Scenario:
         self.tag = uuid.uuid4().hex[:8]
         self.driver = f"DRV-{self.tag}"
         self.order_id = f"KLGEO{self.tag}"
+        self.topics = private_topics(settings.kafka_bootstrap, self.tag, [ORDER_EVENTS, ORDER_STATE, VAN_ORDERS, GPS,
+                                                                          GEOFENCE_TRANSITIONS, ALERTS, DEAD_LETTERS])
         self.env = {"KUAILV_PROFILE": "test", "KUAILV_CONSUMER_GROUP": f"kuailv-geo-{self.tag}",
-                    "KUAILV_REDIS_PREFIX": f"geo{self.tag}", "KUAILV_WORKER_BATCH_SECONDS": "0.1"}
+                    "KUAILV_REDIS_PREFIX": f"geo{self.tag}", "KUAILV_WORKER_BATCH_SECONDS": "0.1",
+                    "KUAILV_TOPIC_RENAMES": renames_env(self.topics)}
         self.settings = settings
         self.codec = AvroCodec()
         self.producer = SyncProducer(settings.kafka_bootstrap)
@@ -52,12 +55,12 @@ class Scenario:
         value = {"event_id": eid or f"{self.tag}-{self.seq}", "driver_id": self.driver, "vehicle_id": "VAN-GEO",
                  "event_time": at, "producer": "driver-app/test", "lat": where[0], "lng": where[1],
                  "speed_kmh": 20.0, "heading_deg": 90.0, "accuracy_m": 5.0}
-        self.producer.send(GPS.name, self.driver.encode(), self.codec.encode("GpsPing", value))
+        self.producer.send(self.topics[GPS.name], self.driver.encode(), self.codec.encode("GpsPing", value))
 
     def mine(self, topic: str) -> list[dict[str, Any]]:
         out = []
-        for rec in read_topic(self.settings.kafka_bootstrap, topic, timeout_s=10):
-            if rec.key == self.driver.encode() or (topic == DEAD_LETTERS.name and self.tag.encode() in rec.value):
+        for rec in read_topic(self.settings.kafka_bootstrap, self.topics[topic], timeout_s=10):
+            if rec.key == self.driver.encode() or topic in (DEAD_LETTERS.name, ALERTS.name):
                 out.append(self.codec.decode(rec.value).value)
         return out
 
@@ -81,7 +84,7 @@ def scenario(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         for t, e in story:
             if t != "OrderDelivered":
-                sc.producer.send(ORDER_EVENTS.name, sc.order_id.encode(), sc.codec.encode(t, e))
+                sc.producer.send(sc.topics[ORDER_EVENTS.name], sc.order_id.encode(), sc.codec.encode(t, e))
         sc.producer.flush()
         wait_for(lambda: sc.mine(VAN_ORDERS.name), 60, "the ON_BOARD van order")
         at = T0 + 4 * 60 * MINUTE  # after the dispatch
@@ -95,7 +98,7 @@ def scenario(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 sc.ping(where, at + n * step, eid=f"{sc.tag}-5")  # a duplicate delivery
         sc.producer.flush()
         for t, e in signed:
-            sc.producer.send(ORDER_EVENTS.name, sc.order_id.encode(), sc.codec.encode(t, e))
+            sc.producer.send(sc.topics[ORDER_EVENTS.name], sc.order_id.encode(), sc.codec.encode(t, e))
         sc.producer.flush()
         wait_for(lambda: len(sc.mine(VAN_ORDERS.name)) >= 2, 60, "the DELIVERED van order")
         end = at + len(track) * step
@@ -110,6 +113,7 @@ def scenario(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         code = worker.stop()
         if code not in (0, None):
             print(worker.log_tail())
+        delete_topics(stack.kafka_bootstrap, sc.topics.values())
 
 
 def test_transitions_at_the_warehouse_and_the_customer(scenario: Any) -> None:
@@ -132,5 +136,11 @@ def test_driver_state_is_in_redis(scenario: Any) -> None:
     state = orjson.loads(r.get(f"geo{scenario.tag}:geofence:{scenario.driver}"))
     assert state["late"] == 1 and state["sites"] == {} and state["pos"]
     stats = r.hgetall(f"geo{scenario.tag}:stats:geofences")
-    # the shared test topic holds other tests' drivers too: at least ours
-    assert int(stats[b"transitions_written"]) >= 6 and int(stats[b"duplicates"]) >= 1
+    assert int(stats[b"transitions_written"]) == 6 and int(stats[b"duplicates"]) >= 1
+    assert int(stats[b"alerts_written"]) == 2  # driver nearby: opened at the site, resolved on leaving
+
+
+def test_driver_nearby_notice_opened_and_resolved(scenario: Any) -> None:
+    alerts = {a["alert_id"]: a for a in scenario.mine(ALERTS.name)}
+    notice = alerts[f"driver-nearby/order/{scenario.order_id}#1"]
+    assert notice["status"] == "RESOLVED" and notice["severity"] == "INFO" and notice["driver_id"] == scenario.driver

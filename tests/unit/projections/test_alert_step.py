@@ -12,30 +12,37 @@ from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from simulator.events import MINUTE, T0, order_story
 
-STATE_TOPIC, SENSORS = "kuailv.order-state.v1", "kuailv.sensors.v1"
+EVENTS, SENSORS = "kuailv.order-events.v1", "kuailv.sensors.v1"
 CODEC = AvroCodec(epoch_ms=True)
 RULES = load_rules_file()
-P = AlertProjection(CODEC, RULES, {STATE_TOPIC: "OrderState", SENSORS: "SensorReading"})
+P = AlertProjection(CODEC, RULES, {EVENTS: "OrderEvent", SENSORS: "SensorReading"})
 
 
-def views(order_id: str, ending: str = "signed") -> list[dict[str, Any]]:
-    state, out = None, []
-    for event_type, event in order_story(order_id, ending=ending):
+def views(order_id: str, ending: str = "signed") -> list[tuple[str, dict[str, Any]]]:
+    """The order's events (named for what the rules see: the view after each)."""
+    return order_story(order_id, ending=ending)
+
+
+def view_after(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    state = None
+    for event_type, event in events:
         state = fold(state, event_type, event).state
-        out.append(state["view"])
-    return out
+    assert state is not None
+    return state["view"]
 
 
-def as_records(values: list[dict[str, Any]], start: int = 0) -> list[SourceRecord]:
+def as_records(values: list[Any], start: int = 0) -> list[SourceRecord]:
     out = []
     for n, v in enumerate(values):
-        topic, kind, key = (STATE_TOPIC, "OrderState", v["order_id"]) if "status" in v else (
-            SENSORS, "SensorReading", v["device_id"])
-        out.append(SourceRecord(topic, 0, start + n, key.encode(), CODEC.encode(kind, v), None))
+        if isinstance(v, tuple):
+            rec = SourceRecord(EVENTS, 0, start + n, v[1]["order_id"].encode(), CODEC.encode(v[0], v[1]), None)
+        else:
+            rec = SourceRecord(SENSORS, 0, start + n, v["device_id"].encode(), CODEC.encode("SensorReading", v), None)
+        out.append(rec)
     return out
 
 
-def run(values: list[dict[str, Any]], batch: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]], list]:
+def run(values: list[Any], batch: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]], list]:
     states: dict[str, Any] = {}
     alerts: list[dict[str, Any]] = []
     dead: list = []
@@ -59,10 +66,14 @@ def test_shortage_opens_at_stock_check_and_resolves_when_signed() -> None:
     CODEC.encode("Alert", alerts[0])
 
 
-def test_batching_does_not_change_the_alerts() -> None:
+def test_batching_and_reordering_do_not_change_the_alerts() -> None:
     vs = views("KL-B", "redispatched") + views("KL-C", "out_of_stock")
     one = run(vs, batch=1)[1]
     many = run(vs, batch=7)[1]
+    shuffled = list(vs)
+    shuffled[2], shuffled[4] = shuffled[4], shuffled[2]  # out of version order: the fold buffers, then drains
+    assert [(a["alert_id"], a["status"]) for a in run(shuffled, batch=3)[1]] == [
+        (a["alert_id"], a["status"]) for a in one]
     assert [(a["alert_id"], a["status"]) for a in one] == [(a["alert_id"], a["status"]) for a in many]
     assert {a["rule_id"] for a in one} >= {"exception-reported", "out-of-stock"}
 
@@ -79,8 +90,9 @@ def test_redelivered_views_are_duplicates() -> None:
 
 def test_late_delivery_timer_fires_at_its_due_time_once() -> None:
     vs = views("KL-E")
-    dispatched = next(v for v in vs if v["status"] == "DELIVERING")
-    states, _, _ = run(vs[: vs.index(dispatched) + 1])
+    upto = next(i for i, (t, _) in enumerate(vs) if t == "OrderDispatched") + 1
+    dispatched = view_after(vs[:upto])
+    states, _, _ = run(vs[:upto])
     st = states["order:KL-E"]
     due = st["timers"]["late-delivery"]
     assert due == dispatched["delivery_window_end"] + 30 * MINUTE and next_due(st) <= due
