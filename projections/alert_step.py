@@ -17,7 +17,8 @@ Inputs: ``kuailv.order-events.v1`` (keyed by order id; the log of truth) and
   late records after one cannot re-open an order timer.
 * **Sensors.** A device's readings of a batch are taken in event-time order through
   ``projections.cold_chain``; a reading older than the last one taken is a ``LATE_EVENT`` dead
-  letter (the cold-chain state has moved past it), a repeat of it a duplicate.
+  letter (the cold-chain state has moved past it), unless its event id is among the device's last
+  64 readings (then it is a duplicate).
 
 Per key the state holds the alerts raised on it (``AlertBook`` semantics of
 ``projections.alerts``) and the last source offset applied per partition, so a re-delivered
@@ -32,7 +33,7 @@ from typing import Any
 from projections import cold_chain, order_rules
 from projections.alert_rules import RuleSet
 from projections.alerts import apply_changes
-from projections.keyed_batch import Folded, Keyed
+from projections.keyed_batch import BatchResult, Folded, Keyed
 from projections.order_events import InvalidEvent
 from projections.order_state import fold
 from projections.order_step import decode_order_record
@@ -41,6 +42,7 @@ from schemas.dead_letters import DeadLetter, SourceRecord
 from schemas.errors import CodecError
 
 Input = tuple[str, dict[str, Any]]  # (record type, value)
+RECENT_IDS = 64  # a device's last reading ids: a re-published duplicate is a duplicate, not a late reading
 
 
 def fire_timers(state: dict[str, Any], watermark: int, rules: RuleSet) -> list[dict[str, Any]]:
@@ -63,6 +65,45 @@ def fire_timers(state: dict[str, Any], watermark: int, rules: RuleSet) -> list[d
 def next_due(state: Mapping[str, Any] | None) -> int | None:
     timers = (state or {}).get("timers") or {}
     return min(timers.values()) if timers else None
+
+
+def moved_watermarks(result: BatchResult[dict[str, Any]], watermarks: Mapping[str, int],
+                     lateness_ms: int) -> dict[str, int]:
+    """The order-event partitions (``"topic:partition"``) whose event-time watermark this batch moves:
+    the newest order ``updated_at`` folded in it minus ``lateness_ms``, where that beats ``watermarks``."""
+    moved: dict[str, int] = {}
+    low = -(2**62)
+    for key, f in result.folded.items():
+        if not f.changed or f.state is None or not key.startswith("order:"):
+            continue
+        view = (f.state.get("fold") or {}).get("view")
+        if view is None:
+            continue
+        topic, partition = result.partitions[key]
+        where = f"{topic}:{partition}"
+        mark = view["updated_at"] - lateness_ms
+        if mark > max(watermarks.get(where, low), moved.get(where, low)):
+            moved[where] = mark
+    return moved
+
+
+def fire_due(states: Mapping[str, dict[str, Any]], watermark: int, rules: RuleSet
+             ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Fire the timers due at or before ``watermark`` of ``states`` (keys in sorted order, so the
+    records come out the same in every engine); the inputs are not modified. Returns the alert
+    records and the new states of the keys that had a due timer."""
+    records: list[dict[str, Any]] = []
+    new: dict[str, dict[str, Any]] = {}
+    for key in sorted(states):
+        state = states[key]
+        due = next_due(state)
+        if due is None or due > watermark:
+            continue
+        state = {**state, "timers": dict(state["timers"]), "fired": dict(state.get("fired") or {}),
+                 "alerts": dict(state["alerts"])}
+        records += fire_timers(state, watermark, rules)
+        new[key] = state
+    return records, new
 
 
 class AlertProjection:
@@ -145,8 +186,12 @@ class AlertProjection:
         dead: list[DeadLetter] = []
         dup = 0
         cc = st.get("cold_chain")
+        recent = list(st.get("recent") or [])
         for rec, (record_type, reading) in sorted(items, key=lambda i: (i[1][1]["event_time"], i[1][1]["event_id"])):
             last = cc["last_at"] if cc else None
+            if reading["event_id"] in recent:
+                dup += 1
+                continue
             if last is not None and reading["event_time"] <= last:
                 if reading["event_time"] == last and reading["event_id"] == cc["last_id"]:
                     dup += 1
@@ -157,7 +202,9 @@ class AlertProjection:
                 continue
             cc, changes = cold_chain.step(cc, reading, self.rules, ())
             records += apply_changes(st["alerts"], changes)
+            recent.append(reading["event_id"])
         st["cold_chain"] = cc
+        st["recent"] = recent[-RECENT_IDS:]
         return records, dead, dup
 
 

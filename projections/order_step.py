@@ -15,6 +15,7 @@ from typing import Any
 from projections.keyed_batch import Folded, Keyed
 from projections.order_state import FoldResult, Rejection, State, fold
 from projections.order_status import ORDER_EVENT_TYPES
+from projections.van_orders import van_order_records
 from schemas.codec import AvroCodec, Decoded
 from schemas.dead_letters import DeadLetter, SourceRecord
 from schemas.errors import CodecError
@@ -48,6 +49,7 @@ class OrderStep:
     duplicates: int = 0
     buffered: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    van_orders: list[dict[str, Any]] = field(default_factory=list)  # projections.van_orders records, in order
 
     @property
     def view(self) -> dict[str, Any] | None:
@@ -61,7 +63,11 @@ def fold_records(codec: AvroCodec, state: State | None,
     initial_view = None if state is None else state["view"]
     for rec, decoded in items:
         before = step.state
-        result: FoldResult = fold(before, decoded.record_type, decoded.value)
+        result: FoldResult = fold(before, decoded.record_type, decoded.value, trace=True)
+        previous = None if before is None else before["view"]
+        for view in result.views:  # every applied version, so no move between vans is coalesced away
+            step.van_orders += van_order_records(previous, view)
+            previous = view
         step.state = result.state
         step.applied += result.applied
         step.duplicates += int(result.duplicate)
@@ -96,7 +102,8 @@ class OrderProjection:
         step = fold_records(self.codec, state, items)
         return Folded(step.state, changed=step.changed and step.state is not None,
                       published=step.view_changed and step.view is not None, dead_letters=step.dead_letters,
-                      applied=step.applied, duplicates=step.duplicates, buffered=step.buffered)
+                      applied=step.applied, duplicates=step.duplicates, buffered=step.buffered,
+                      outputs=step.van_orders)
 
     def encode_view(self, state: State, previous: Encoded | None = None) -> Encoded:
         """The projection record's value (framed ``OrderState``), re-using ``previous``'s unchanged bytes."""

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from projections.alert_step import AlertProjection, fire_timers, next_due
+from projections.alert_step import AlertProjection, fire_due, moved_watermarks, next_due
 from projections.keyed_batch import Counts, fold_batch, processing_error
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
@@ -58,6 +58,9 @@ class AlertAgent:
         self._now = wall_clock_ms  # only for DeadLetter.failed_at
         self.cache: StateCache[dict[str, Any]] = StateCache(cache_keys)
         self.watermarks: dict[str, int] | None = None  # "topic:partition" -> ms; loaded on the first batch
+        # "topic:partition" -> {state key: next due}: the timer index, mirrored in Redis for restarts. Kept here
+        # because the sink thread may still be writing the previous batch's states when this one fires timers.
+        self.due_index: dict[str, dict[str, int]] = {}
         self._invalid: list[Sequence[Partition] | None] = []
         self._invalid_lock = threading.Lock()
 
@@ -81,28 +84,26 @@ class AlertAgent:
             for partitions in todo:
                 self.cache.clear() if partitions is None else self.cache.drop_partitions(partitions)
                 self.watermarks = None  # reload: another worker may have moved them
+                self.due_index = {} if partitions is None else {
+                    w: i for w, i in self.due_index.items() if tuple(w.rsplit(":", 1)) not in
+                    {(t, str(p)) for t, p in partitions}}
         if self.watermarks is None:
             self.watermarks = self.store.watermarks()
         result = fold_batch(self.projection, records, self._states)
         alerts: list[dict[str, Any]] = []
         changed: dict[str, tuple[dict[str, Any], tuple[str, int]]] = {}
-        moved: dict[str, int] = {}
         for key, f in result.folded.items():
             if f.changed and f.state is not None:
                 changed[key] = (f.state, result.partitions[key])
                 alerts += f.outputs
-                view = (f.state.get("fold") or {}).get("view")
-                if view is not None:
-                    topic, partition = result.partitions[key]
-                    where = f"{topic}:{partition}"
-                    mark = view["updated_at"] - self.lateness_ms
-                    if mark > max(self.watermarks.get(where, -(2**62)), moved.get(where, -(2**62))):
-                        moved[where] = mark
+                self._index(key, f.state, result.partitions[key])
+        moved = moved_watermarks(result, self.watermarks, self.lateness_ms)
         for where, mark in moved.items():
             topic, _, partition = where.rpartition(":")
             alerts += self._fire((topic, int(partition)), mark, changed)
         self.watermarks.update(moved)
-        kafka = [(ALERTS.name, a["alert_id"].encode(), self.codec.encode("Alert", a)) for a in alerts]
+        kafka: list[tuple[Any, ...]] = [(ALERTS.name, a["alert_id"].encode(), self.codec.encode("Alert", a),
+                                         a["updated_at"]) for a in alerts]
         if result.dead_letters:
             failed_at = self._now()
             for d in result.dead_letters:
@@ -115,29 +116,39 @@ class AlertAgent:
         counts.alerts_written = len(alerts)
         return Staged(records, kafka, (saves, moved, alerts), counts)
 
+    def _partition_index(self, partition: tuple[str, int]) -> dict[str, int]:
+        where = f"{partition[0]}:{partition[1]}"
+        index = self.due_index.get(where)
+        if index is None:  # first touch of this partition: what the previous owner (or run) left
+            index = self.due_index[where] = self.store.timers(partition)
+        return index
+
+    def _index(self, key: str, state: dict[str, Any], partition: tuple[str, int]) -> None:
+        index = self._partition_index(partition)
+        due = next_due(state)
+        if due is None:
+            index.pop(key, None)
+        else:
+            index[key] = due
+
     def _fire(self, partition: tuple[str, int], watermark: int,
               changed: dict[str, tuple[dict[str, Any], tuple[str, int]]]) -> list[dict[str, Any]]:
-        """Fire the timers of ``partition`` due at or before ``watermark``: the batch's own orders
-        and those in the timer index."""
-        keys = set(self.store.due(partition, watermark))
-        keys |= {k for k, (st, part) in changed.items() if part == partition and (next_due(st) or 2**62) <= watermark}
-        known = {k: st for k, (st, _) in changed.items() if k in keys}
-        known.update(self._states([k for k in sorted(keys) if k not in known]))
-        out: list[dict[str, Any]] = []
-        for key in sorted(keys):
-            state = known.get(key)
-            if state is None:
-                continue
-            state = {**state, "timers": dict(state.get("timers") or {}), "fired": dict(state.get("fired") or {}),
-                     "alerts": dict(state["alerts"])}
-            out += fire_timers(state, watermark, self.rules)
+        """Fire the timers of ``partition`` due at or before ``watermark``."""
+        keys = sorted(k for k, due in self._partition_index(partition).items() if due <= watermark)
+        if not keys:
+            return []
+        known = {k: changed[k][0] for k in keys if k in changed}
+        known.update(self._states([k for k in keys if k not in known]))
+        records, fired = fire_due(known, watermark, self.rules)
+        for key, state in fired.items():
             changed[key] = (state, partition)
-        return out
+            self._index(key, state, partition)
+        return records
 
     def write(self, staged: Staged) -> None:
         saves, moved, alerts = staged.payload
-        for topic, key, value in staged.kafka:
-            self.output.add(topic, key, value)
+        for record in staged.kafka:
+            self.output.add(*record)  # (topic, key, value[, event-time timestamp ms])
         self.output.flush()
         if alerts:
             self.influx.write([alert_line(a) for a in alerts])

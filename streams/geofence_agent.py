@@ -89,10 +89,11 @@ class GeofenceAgent:
             for kind, value in f.outputs:
                 if kind == "transition":
                     kafka.append((GEOFENCE_TRANSITIONS.name, key.encode(),
-                                  self.codec.encode("GeofenceTransition", value)))
+                                  self.codec.encode("GeofenceTransition", value), value["at"]))
                     transitions += 1
                 else:
-                    kafka.append((ALERTS.name, value["alert_id"].encode(), self.codec.encode("Alert", value)))
+                    kafka.append((ALERTS.name, value["alert_id"].encode(), self.codec.encode("Alert", value),
+                                  value["updated_at"]))
                     alerts.append(value)
             states.append((key, f.state))
             entries.append((key, Entry(f.state, result.partitions[key])))
@@ -109,8 +110,8 @@ class GeofenceAgent:
         return Staged(records, kafka, (states, alerts), counts)
 
     def write(self, staged: Staged) -> None:
-        for topic, key, value in staged.kafka:
-            self.output.add(topic, key, value)
+        for record in staged.kafka:
+            self.output.add(*record)  # (topic, key, value[, event-time timestamp ms])
         self.output.flush()
         states, alerts = staged.payload
         pipe = self.stats.pipeline()

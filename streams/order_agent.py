@@ -25,7 +25,6 @@ from typing import Any
 from projections.keyed_batch import Counts, fold_batch, processing_error
 from projections.order_state import State
 from projections.order_step import OrderProjection
-from projections.van_orders import van_order_records
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
@@ -72,14 +71,7 @@ class OrderStateAgent:
     def process(self, records: list[SourceRecord]) -> Staged:
         if self._invalid:
             self._apply_invalidations()
-        before: dict[str, State] = {}
-
-        def states(keys: Sequence[str]) -> dict[str, State]:
-            found = self._states(keys)
-            before.update(found)
-            return found
-
-        result = fold_batch(self.projection, records, states)
+        result = fold_batch(self.projection, records, self._states)
         kafka: list[tuple[str, bytes, bytes]] = []
         writes: list[OrderWrite] = []
         entries: list[tuple[str, Entry[State]]] = []
@@ -94,10 +86,9 @@ class OrderStateAgent:
                 memo = self.projection.encode_view(f.state, memo)
                 projection = memo.data
                 kafka.append((ORDER_STATE.name, key.encode(), projection))
-                old = before.get(key)
-                for van_order in van_order_records(old["view"] if old else None, f.state["view"]):
-                    kafka.append((VAN_ORDERS.name, van_order["driver_id"].encode(),
-                                  self.codec.encode("VanOrder", van_order)))
+            for van_order in f.outputs:  # every move between vans of this batch, in version order
+                kafka.append((VAN_ORDERS.name, van_order["driver_id"].encode(),
+                              self.codec.encode("VanOrder", van_order), van_order["event_time"]))
             writes.append(OrderWrite(key, f.state, projection))
             entries.append((key, Entry(f.state, result.partitions.get(key, partition), memo)))
         if result.dead_letters:
@@ -112,8 +103,8 @@ class OrderStateAgent:
         return Staged(records, kafka, writes, counts)
 
     def write(self, staged: Staged) -> None:
-        for topic, key, value in staged.kafka:
-            self.output.add(topic, key, value)
+        for record in staged.kafka:
+            self.output.add(*record)  # (topic, key, value[, event-time timestamp ms])
         self.output.flush()
         pipe = self.stats.pipeline()
         if staged.payload:

@@ -45,6 +45,28 @@ def consumer_name(settings: Settings) -> str:
     return f"{settings.consumer_group}@{socket.gethostname()}"
 
 
+def geofence_projection(settings: Settings, codec: AvroCodec) -> Any:
+    """The geofence projection as configured (fence file, lateness, rules): worker and replay build it here."""
+    from config.alert_rules import load_rules_file
+    from config.geofences import load_fence_file
+    from projections.fence_index import FenceIndex
+    from projections.geofence import GeoContext
+    from projections.geofence_step import GeofenceProjection
+    from streams.geofence_agent import KINDS
+
+    fences = load_fence_file(settings.fence_file)
+    return GeofenceProjection(codec, FenceIndex(fences), GeoContext(fences, settings.geofence_lateness_ms), KINDS,
+                              load_rules_file(settings.alert_rules_file))
+
+
+def alert_projection(settings: Settings, codec: AvroCodec) -> Any:
+    from config.alert_rules import load_rules_file
+    from projections.alert_step import AlertProjection
+    from streams.alert_agent import KINDS
+
+    return AlertProjection(codec, load_rules_file(settings.alert_rules_file), KINDS)
+
+
 def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: Any) -> Agent:
     from streams.sinks.kafka_output import KafkaOutput, make_producer
     from streams.sinks.stats import StatsSink
@@ -68,32 +90,22 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
         return TelemetryAgent(codec, InfluxWriter(settings.influx_url, settings.influx_db),
                               RedisDriverPositions(redis_client, settings.redis_prefix), output, stats,
                               consumer=consumer, wall_clock_ms=wall_clock_ms)
-    from config.alert_rules import load_rules_file
     from streams.sinks.redis_alerts import RedisAlerts
 
     if name == "geofences":
-        from config.geofences import load_fence_file
-        from projections.fence_index import FenceIndex
-        from projections.geofence import GeoContext
-        from projections.geofence_step import GeofenceProjection
-        from streams.geofence_agent import KINDS, GeofenceAgent
+        from streams.geofence_agent import GeofenceAgent
         from streams.sinks.redis_geofences import RedisGeofenceStates
 
-        fences = load_fence_file(settings.fence_file)
-        projection = GeofenceProjection(codec, FenceIndex(fences), GeoContext(fences, settings.geofence_lateness_ms),
-                                        KINDS, load_rules_file(settings.alert_rules_file))
+        projection = geofence_projection(settings, codec)
         return GeofenceAgent(codec, projection, RedisGeofenceStates(redis_client, settings.redis_prefix), output,
                              stats, consumer=consumer, wall_clock_ms=wall_clock_ms,
                              cache_keys=settings.state_cache_keys,
                              alerts=RedisAlerts(redis_client, settings.redis_prefix))
     if name == "alerts":
-        from projections.alert_step import AlertProjection
-        from streams.alert_agent import KINDS as ALERT_KINDS
         from streams.alert_agent import AlertAgent
         from streams.sinks.influx import InfluxWriter
 
-        projection = AlertProjection(codec, load_rules_file(settings.alert_rules_file), ALERT_KINDS)
-        return AlertAgent(codec, projection, RedisAlerts(redis_client, settings.redis_prefix),
+        return AlertAgent(codec, alert_projection(settings, codec), RedisAlerts(redis_client, settings.redis_prefix),
                           InfluxWriter(settings.influx_url, settings.influx_db), output, stats, consumer=consumer,
                           wall_clock_ms=wall_clock_ms, lateness_ms=settings.alert_lateness_ms,
                           cache_keys=settings.state_cache_keys)

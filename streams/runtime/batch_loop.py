@@ -43,7 +43,7 @@ class Staged:
     """A processed batch waiting for its writes: what the sink thread needs, nothing more."""
 
     records: list[SourceRecord]
-    kafka: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # produced and flushed first
+    kafka: list[tuple[Any, ...]] = field(default_factory=list)  # (topic, key, value[, timestamp ms]): flushed first
     payload: Any = None  # the agent's other writes (Redis, InfluxDB)
     counts: Counts = field(default_factory=Counts)
 

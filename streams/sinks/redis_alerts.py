@@ -39,8 +39,10 @@ class RedisAlerts:
     def timers_key(self, partition: tuple[str, int]) -> str:
         return f"{self._p}:alert-timers:{partition[0]}:{partition[1]}"
 
-    def due(self, partition: tuple[str, int], watermark: int) -> list[str]:
-        return [m.decode() for m in self.client.zrangebyscore(self.timers_key(partition), "-inf", watermark)]
+    def timers(self, partition: tuple[str, int]) -> dict[str, int]:
+        """The partition's timer index: state key -> next due time."""
+        return {m.decode(): int(score) for m, score in self.client.zrange(self.timers_key(partition), 0, -1,
+                                                                          withscores=True)}
 
     def watermarks(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.client.hgetall(f"{self._p}:alert-watermarks").items()}

@@ -177,7 +177,7 @@ class ListOutput:
     def fail_next_flush(self, message: str = "broker unreachable") -> None:
         self._fail.append(message)
 
-    def add(self, topic: str, key: bytes, value: bytes) -> None:
+    def add(self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None = None) -> None:
         self.buffer.append((topic, key, value))
 
     def flush(self) -> int:

@@ -299,10 +299,10 @@ def test_a_buffered_event_refused_when_its_gap_closes_is_dead_lettered_re_encode
 def test_a_fold_bug_for_one_order_parks_its_records_and_writes_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
     real_fold = order_step.fold
 
-    def fold(state: Any, event_type: str, event: Mapping[str, Any]) -> Any:
+    def fold(state: Any, event_type: str, event: Mapping[str, Any], trace: bool = False) -> Any:
         if event["order_id"] == "O-BOOM":
             raise RuntimeError("fold blew up")
-        return real_fold(state, event_type, event)
+        return real_fold(state, event_type, event, trace)
 
     monkeypatch.setattr(order_step, "fold", fold)
     ok, boom = order_story("O-OK"), order_story("O-BOOM")[:3]

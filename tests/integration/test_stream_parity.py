@@ -1,0 +1,147 @@
+"""The worker and ``kuailv replay`` agree on geofence transitions and alerts, on one simulated log.
+
+A seeded simulation (orders, GPS, sensors with excursions, accidents, shortages, scale
+deviations) goes to private topics, with duplicates, a late ping and a stale sensor reading.
+The worker (orders, geofences, alerts) folds it; then the replay of the same topics through the
+same projections must give the same transitions (ids and order per driver) and the same latest
+record of every alert. The order events are produced first and the telemetry once the order
+worker has published the van orders, as live (a van is dispatched before it drives).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from config.settings import Settings
+from schemas.codec import AvroCodec
+from schemas.topics import (
+    ALERTS,
+    DEAD_LETTERS,
+    GEOFENCE_TRANSITIONS,
+    GPS,
+    ORDER_EVENTS,
+    ORDER_STATE,
+    SENSORS,
+    VAN_ORDERS,
+)
+from simulator.config import SimulationConfig
+from simulator.traffic import event_log
+from streams.kafka_lag import group_lag
+from streams.replay import read_topic
+from tests.integration.kafka_helpers import SyncProducer, delete_topics, private_topics, renames_env, wait_for
+from tests.integration.processes import ROOT, ProjectProcess
+
+pytestmark = pytest.mark.integration
+KEYS = {"GpsPing": "driver_id", "SensorReading": "device_id"}
+
+
+class Run:
+    def __init__(self, settings: Settings) -> None:
+        self.tag = uuid.uuid4().hex[:8]
+        self.settings = settings
+        self.topics = private_topics(settings.kafka_bootstrap, self.tag, [ORDER_EVENTS, ORDER_STATE, VAN_ORDERS, GPS,
+                                                                          SENSORS, GEOFENCE_TRANSITIONS, ALERTS,
+                                                                          DEAD_LETTERS])
+        self.env = {"KUAILV_PROFILE": "test", "KUAILV_CONSUMER_GROUP": f"kuailv-par-{self.tag}",
+                    "KUAILV_REDIS_PREFIX": f"par{self.tag}", "KUAILV_WORKER_BATCH_SECONDS": "0.05",
+                    "KUAILV_TOPIC_RENAMES": renames_env(self.topics)}
+        self.codec = AvroCodec(epoch_ms=True)
+
+    def topic(self, spec: Any) -> str:
+        return self.topics[spec.name]
+
+    def lag(self, suffix: str, *specs: Any) -> int:
+        group = f"kuailv-par-{self.tag}{suffix}"
+        return group_lag(self.settings.kafka_bootstrap, group, [self.topic(s) for s in specs])
+
+    def published(self, spec: Any) -> list[dict[str, Any]]:
+        return [self.codec.decode(r.value).value for r in read_topic(self.settings.kafka_bootstrap, self.topic(spec))]
+
+    def replay(self, projection: str) -> list[dict[str, Any]]:
+        out = subprocess.run([sys.executable, "-m", "cli.main", "replay", "--topic", "--projection", projection],
+                             cwd=ROOT, env={**os.environ, **self.env}, capture_output=True, timeout=300)
+        assert out.returncode == 0, out.stderr.decode()[-3000:]
+        return [orjson.loads(line) for line in out.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    r = Run(stack)
+    log = event_log(SimulationConfig(seed=7, orders=60, orders_per_hour=40.0, n_drivers=8,
+                                     sensor_excursion_per_hour=0.5, p_accident=0.05, p_scale_under=0.1,
+                                     start=1_780_300_800_000))
+    rng = random.Random(5)
+    orders = [(t, v) for t, v in log if t not in KEYS]
+    telemetry = [(t, v) for t, v in log if t in KEYS]
+    for i in sorted(rng.sample(range(len(telemetry) - 10), 50), reverse=True):  # re-published a few records later
+        telemetry.insert(i + rng.randint(1, 8), telemetry[i])
+    pings = [v for t, v in telemetry if t == "GpsPing"]
+    late = dict(pings[len(pings) // 2], event_id=f"late-{r.tag}")
+    late["event_time"] -= 3_600_000  # an hour behind its driver: LATE_EVENT
+    telemetry.append(("GpsPing", late))
+    producer = SyncProducer(stack.kafka_bootstrap)
+    worker = ProjectProcess(["worker", "--agents", "orders,geofences,alerts", "--loglevel", "warning"], r.env,
+                            tmp_path_factory.mktemp("parity") / "worker.log").start()
+    try:
+        for t, v in orders:
+            producer.send(r.topic(ORDER_EVENTS), v["order_id"].encode(), r.codec.encode(t, v))
+        producer.flush()
+        wait_for(lambda: r.lag("", ORDER_EVENTS) == 0 and r.lag("-geofences", VAN_ORDERS) == 0, 120,
+                 "the order worker's van orders, consumed by the geofence agent")
+        for t, v in telemetry:
+            producer.send(r.topic(GPS if t == "GpsPing" else SENSORS), v[KEYS[t]].encode(), r.codec.encode(t, v))
+        producer.flush()
+        wait_for(lambda: r.lag("-geofences", GPS, VAN_ORDERS) == 0 and r.lag("-alerts", ORDER_EVENTS, SENSORS) == 0,
+                 180, "the geofence and alert agents to catch up")
+        r.worker = worker  # type: ignore[attr-defined]
+        yield r
+    finally:
+        worker.stop()
+        delete_topics(stack.kafka_bootstrap, r.topics.values())
+
+
+def test_geofence_transitions_agree(run: Run) -> None:
+    live = run.published(GEOFENCE_TRANSITIONS)
+    replayed = [row for row in run.replay("geofences") if row.pop("record_type") == "GeofenceTransition"]
+    assert len(live) > 20, "the simulation should cross warehouse and customer fences"
+    assert {t["fence_kind"] for t in live} >= {"WAREHOUSE", "CUSTOMER_SITE"}
+
+    def per_driver(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for t in rows:
+            out.setdefault(t["driver_id"], []).append(t["transition_id"])
+        return out
+
+    a, b = per_driver(live), per_driver(replayed)
+    for driver in sorted(set(a) | set(b)):
+        x, y = a.get(driver, []), b.get(driver, [])
+        first = next((i for i in range(max(len(x), len(y))) if x[i:i + 1] != y[i:i + 1]), None)
+        assert first is None, f"{driver} differs at #{first}: live {x[first:first + 3]}, replay {y[first:first + 3]}"
+    assert sorted(live, key=lambda t: t["transition_id"]) == sorted(replayed, key=lambda t: t["transition_id"])
+
+
+def test_alerts_agree(run: Run) -> None:
+    live: dict[str, dict[str, Any]] = {}
+    for a in run.published(ALERTS):
+        live[a["alert_id"]] = a
+    replayed = {a["alert_id"]: a for a in run.replay("alerts")}
+    nearby = {k: v for k, v in live.items() if v["rule_id"] == "driver-nearby"}
+    rules = {a["rule_id"] for a in live.values()}
+    assert {"stock-shortage", "weight-deviation", "cold-chain-breach", "driver-nearby"} <= rules, rules
+    assert {k: v for k, v in live.items() if k not in nearby} == replayed
+    geo_alerts = {a["alert_id"]: a for a in run.replay("geofences") if a.pop("record_type") == "Alert"}
+    assert nearby == {k: v for k, v in geo_alerts.items()}
+
+
+def test_late_ping_is_dead_lettered_once(run: Run) -> None:
+    dead = [d for d in run.published(DEAD_LETTERS) if d["reason_code"] == "LATE_EVENT"]
+    assert [d["event_id"] for d in dead if d["source_topic"] == GPS.name] == [f"late-{run.tag}"]
