@@ -118,7 +118,7 @@ def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings
         topics = [GPS.name, VAN_ORDERS.name]
         partitions = replay_streams.read_merged(s.kafka_bootstrap, topics, s.topic_renames)
         result = replay_streams.replay_geofences(geofence_projection(s, codec), partitions)
-        names = {"transition": "GeofenceTransition", "alert": "Alert"}
+        names = {"transition": "GeofenceTransition", "alert": "Alert", "eta": "OrderEta"}
         rows = [{"record_type": names[kind], **value} for kind, value in result.outputs]
     else:
         topics = [ORDER_EVENTS.name, SENSORS.name]
@@ -129,8 +129,9 @@ def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings
         sys.stdout.buffer.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
     sys.stdout.flush()
     print(f"replayed {result.records:,} records of {', '.join(topics)} through {args.projection} in "
-          f"{time.monotonic() - t0:.1f}s: {len(result.transitions()):,} transitions, {len(result.alerts()):,} "
-          f"alerts, {len(result.dead_letters):,} dead letters", file=sys.stderr)
+          f"{time.monotonic() - t0:.1f}s: {len(result.transitions()):,} transitions, "
+          f"{sum(k == 'eta' for k, _ in result.outputs):,} ETAs, {len(result.alerts()):,} alerts, "
+          f"{len(result.dead_letters):,} dead letters", file=sys.stderr)
     return 0
 
 

@@ -115,7 +115,13 @@ class GpsSilent:
     silence_min: float
 
 
-Params = NoParams | LateDelivery | Stuck | WeightDeviation | ColdChainBreach | ColdChainExposure | GpsSilent
+@dataclass(frozen=True, slots=True)
+class ArrivingSoon:
+    threshold_min: float
+
+
+Params = (NoParams | LateDelivery | Stuck | WeightDeviation | ColdChainBreach | ColdChainExposure | GpsSilent
+          | ArrivingSoon)
 
 
 def minutes_ms(minutes: float) -> int:
@@ -183,10 +189,11 @@ EVIDENCE_KEYS: dict[str, tuple[str, ...]] = {
                             "order_count"),
     "gps-silent": ("last_ping_at", "due_at", "silent_min", "orders", "order_count", "cleared_at", "cleared_by"),
     "driver-nearby": ("fence_id", "entered_at", "dispatch_count", "enter_m", "left_at"),
+    "arriving-soon": ("eta", "estimated_at", "distance_m", "dispatch_count", "cleared_at"),
 }
-TIME_KEYS = ("left_at", "window_start", "window_end", "due_at", "entered_at", "checked_at", "reported_at",
-             "first_breach_at", "last_breach_at", "recovered_at", "trip_start", "trip_end", "last_ping_at",
-             "cleared_at")
+TIME_KEYS = ("eta", "estimated_at", "left_at", "window_start", "window_end", "due_at", "entered_at", "checked_at",
+             "reported_at", "first_breach_at", "last_breach_at", "recovered_at", "trip_start", "trip_end",
+             "last_ping_at", "cleared_at")
 
 Parser = Callable[[str, Any], Any]
 
@@ -249,6 +256,7 @@ _SPECS: dict[str, tuple[type, dict[str, Parser]]] = {
     "gps-silent": (GpsSilent, {"silence_min": _number}),
     "exception-reported": (NoParams, {}),
     "driver-nearby": (NoParams, {}),
+    "arriving-soon": (ArrivingSoon, {"threshold_min": _number}),
 }
 KINDS = tuple(_SPECS)
 _COMMON = ("id", "kind", "severity", "audience", "message")

@@ -15,10 +15,11 @@ Inputs: ``kuailv.order-events.v1`` (keyed by order id; the log of truth) and
   watermark of the order-event partition passes a due time; the alert is dated at the due time,
   so when it is noticed does not change what is published. Final states have no timers:
   late records after one cannot re-open an order timer.
-* **Sensors.** A device's readings of a batch are taken in event-time order through
+* **Sensors.** A device's readings are taken in arrival order (a device sends in order) through
   ``projections.cold_chain``; a reading older than the last one taken is a ``LATE_EVENT`` dead
   letter (the cold-chain state has moved past it), unless its event id is among the device's last
-  64 readings (then it is a duplicate).
+  64 readings (then it is a duplicate). Arrival order, not a sort per batch, so the result does
+  not depend on how an engine batches the stream.
 
 Per key the state holds the alerts raised on it (``AlertBook`` semantics of
 ``projections.alerts``) and the last source offset applied per partition, so a re-delivered
@@ -187,7 +188,7 @@ class AlertProjection:
         dup = 0
         cc = st.get("cold_chain")
         recent = list(st.get("recent") or [])
-        for rec, (record_type, reading) in sorted(items, key=lambda i: (i[1][1]["event_time"], i[1][1]["event_id"])):
+        for rec, (record_type, reading) in items:  # arrival order: the same in every engine, whatever the batching
             last = cc["last_at"] if cc else None
             if reading["event_id"] in recent:
                 dup += 1

@@ -6,15 +6,18 @@ orders are on the van) into ENTER / EXIT / DWELL transitions.
 
 Event time, per driver (Principle 2):
 
-* The driver's clock is the newest ping time seen. Inputs wait in a buffer and are released in
-  event-time order (time, then event id) once ``clock - allowed_lateness_ms`` has passed them,
-  so any reordering within the allowed lateness gives the same transitions.
-* A ping older than the last released input is **late**: it is counted and returned as a
-  dead letter (``LATE_EVENT``), never applied out of order. A ping whose event id is in the
-  buffer or among the last released ones is a duplicate (counted, ignored).
-* A ``VanOrder`` is released like a ping (by its event time). One that arrives after the driver
-  has moved past its time applies from then on (counted as ``late_assignments``): arrival at a
-  customer comes long after the dispatch, so this does not change a transition in practice.
+* The driver's clock is the newest ping time seen, in arrival order; its watermark is the clock
+  minus ``allowed_lateness_ms``. Inputs wait in a buffer and are released in event-time order
+  (time, then event id) once the watermark has passed them, so any reordering within the allowed
+  lateness gives the same transitions.
+* A ping older than the watermark *when it arrives* is **late**: it is counted and returned as a
+  dead letter (``LATE_EVENT``), never applied out of order. This depends only on the order the
+  driver's records arrive in, not on how an engine batches them (a late ping inside one big batch
+  is as late as in a batch of one). A ping whose event id is in the buffer or among the last
+  released ones is a duplicate (counted, ignored).
+* A ``VanOrder`` is released like a ping (by its event time). One older than the watermark when it
+  arrives applies at once (counted as ``late_assignments``): arrival at a customer comes long
+  after the dispatch, so this does not change a transition in practice.
 * Nothing is released by the wall clock: a silent driver's last ``allowed_lateness_ms`` of pings
   wait for the next ping (the GPS-silence rule, not this fold, covers a van that stops talking).
 
@@ -36,10 +39,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from projections import van_eta
 from projections.fences import Fence, FenceSet
 from projections.geo import haversine_m
+from projections.van_eta import EtaSettings
 
 SITE_PREFIX = "customer-site/"
+# per-site memory that survives a newer VanOrder of the same order: notices sent, the ETA track
+_KEPT = ("noticed", "soon", "soon_done", "eta", "eta_at", "eta_sent", "visited")
 RECENT_IDS = 64
 DEFAULT_LATENESS_MS = 30_000
 
@@ -48,6 +55,7 @@ DEFAULT_LATENESS_MS = 30_000
 class GeoContext:
     fences: FenceSet
     allowed_lateness_ms: int = DEFAULT_LATENESS_MS
+    eta: EtaSettings | None = None  # ETAs of the orders on board (projections.van_eta); None: none
     by_id: Mapping[str, Fence] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -59,7 +67,9 @@ class Stepped:
     state: dict[str, Any]
     transitions: list[dict[str, Any]] = field(default_factory=list)
     late: list[tuple[int, str]] = field(default_factory=list)  # (index into inputs, reason)
-    notices: list[tuple[bool, dict[str, Any]]] = field(default_factory=list)  # (opening, site facts): driver nearby
+    # (notice kind, opening, facts): "driver-nearby" (site ENTER/EXIT), "arriving-soon" (ETA crossing, site ENTER)
+    notices: list[tuple[str, bool, dict[str, Any]]] = field(default_factory=list)
+    etas: list[dict[str, Any]] = field(default_factory=list)  # OrderEta records (projections.van_eta)
     duplicates: int = 0
     applied: int = 0
 
@@ -85,11 +95,11 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
             if eid in pending_ids or eid in recent:
                 out.duplicates += 1
                 continue
-            released = st["released"]
-            if released is not None and at < released:
+            clock = st["clock"]
+            if clock is not None and at < clock - ctx.allowed_lateness_ms:
                 st["late"] += 1
-                out.late.append((i, f"ping at {at} is {released - at} ms older than driver {value['driver_id']}'s "
-                                    f"released time {released} (allowed lateness {ctx.allowed_lateness_ms} ms)"))
+                out.late.append((i, f"ping at {at} is {clock - at} ms older than driver {value['driver_id']}'s "
+                                    f"newest ping at {clock} (allowed lateness {ctx.allowed_lateness_ms} ms)"))
                 continue
             buf.append([at, eid, "P", [value["lat"], value["lng"], value["vehicle_id"], hits]])
             pending_ids.add(eid)
@@ -97,10 +107,10 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
                 st["clock"] = at
         else:  # VanOrder: (order id, version) identifies it
             at = value["event_time"]
-            released = st["released"]
-            if released is not None and at < released:
+            clock = st["clock"]
+            if clock is not None and at < clock - ctx.allowed_lateness_ms:
                 st["late_assignments"] += 1
-                _assign(st, value)
+                _assign(st, value, out.notices)
                 continue
             buf.append([at, f"{value['order_id']}@{value['order_version']}", "V", dict(value)])
         out.applied += 1
@@ -115,7 +125,7 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
     driver = inputs[0][1]["driver_id"]
     for at, eid, kind, payload in ready:
         if kind == "V":
-            _assign(st, payload)
+            _assign(st, payload, out.notices)
             continue
         _ping(st, out, ctx, driver, at, eid, payload)
         recent.append(eid)
@@ -136,7 +146,7 @@ def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
     return st
 
 
-def _assign(st: dict[str, Any], v: Mapping[str, Any]) -> None:
+def _assign(st: dict[str, Any], v: Mapping[str, Any], notices: list[tuple[str, bool, dict[str, Any]]]) -> None:
     sites = st["sites"]
     cur = sites.get(v["order_id"])
     if cur is not None and cur["version"] >= v["order_version"]:
@@ -144,17 +154,22 @@ def _assign(st: dict[str, Any], v: Mapping[str, Any]) -> None:
     sites[v["order_id"]] = {"version": v["order_version"], "state": v["state"], "lat": v["destination"]["lat"],
                             "lng": v["destination"]["lng"], "dispatch": v["dispatch_count"],
                             "customer_id": v["customer_id"], "warehouse_id": v["warehouse_id"],
-                            "noticed": cur.get("noticed") if cur is not None else None}
-    _drop_done_sites(st)
+                            **({k: cur[k] for k in _KEPT if k in cur} if cur is not None else {})}
+    _drop_done_sites(st, notices, v["event_time"])
 
 
-def _drop_done_sites(st: dict[str, Any]) -> None:
+def _drop_done_sites(st: dict[str, Any], notices: list[tuple[str, bool, dict[str, Any]]] | None = None,
+                     at: int | None = None) -> None:
     fences = st["fences"]
     for oid in [o for o, s in st["sites"].items() if s["state"] != "ON_BOARD"]:
         f = fences.get(SITE_PREFIX + oid)
         if f is None or not f["in"]:
-            del st["sites"][oid]
+            site = st["sites"].pop(oid)
             fences.pop(SITE_PREFIX + oid, None)
+            if notices is not None and site.get("soon") == site["dispatch"] and not site.get("soon_done"):
+                notices.append(("arriving-soon", False, {"order_id": oid, "dispatch": site["dispatch"], "at": at,
+                                                         "customer_id": site["customer_id"],
+                                                         "warehouse_id": site["warehouse_id"]}))
 
 
 def _ping(st: dict[str, Any], out: Stepped, ctx: GeoContext, driver: str, at: int, eid: str,
@@ -215,26 +230,37 @@ def _ping(st: dict[str, Any], out: Stepped, ctx: GeoContext, driver: str, at: in
             transitions.append(_transition(ctx, st, driver, vehicle, fid, "DWELL", at, lat, lng, eid, f["since"]))
     if len(transitions) > first:
         _notices(st, transitions[first:], out.notices)
+    if ctx.eta is not None:
+        van_eta.update(st, ctx.eta, driver, vehicle, lat, lng, at, out.etas, out.notices)
     if any(s["state"] != "ON_BOARD" for s in sites.values()):
-        _drop_done_sites(st)
+        _drop_done_sites(st, out.notices, at)
 
 
-def _notices(st: dict[str, Any], transitions: list[dict[str, Any]], notices: list[tuple[bool, dict[str, Any]]]) -> None:
+def _notices(st: dict[str, Any], transitions: list[dict[str, Any]],
+             notices: list[tuple[str, bool, dict[str, Any]]]) -> None:
     """"Driver within N m": open at the first ENTER of an order's site per dispatch (never again for
-    that attempt), resolve at the EXIT."""
+    that attempt), resolve at the EXIT. The ENTER also resolves an open "arriving soon"."""
     for t in transitions:
         if t["fence_kind"] != "CUSTOMER_SITE" or t["kind"] == "DWELL":
             continue
         site = st["sites"].get(t["order_id"])
         if site is None:
             continue
-        if t["kind"] == "ENTER" and site.get("noticed") != site["dispatch"]:
-            st["sites"][t["order_id"]] = {**site, "noticed": site["dispatch"]}
-            notices.append((True, {**t, "dispatch": site["dispatch"], "customer_id": site["customer_id"],
-                                   "warehouse_id": site["warehouse_id"]}))
-        elif t["kind"] == "EXIT" and site.get("noticed") == site["dispatch"]:
-            notices.append((False, {**t, "dispatch": site["dispatch"], "customer_id": site["customer_id"],
-                                    "warehouse_id": site["warehouse_id"]}))
+        facts = {**t, "dispatch": site["dispatch"], "customer_id": site["customer_id"],
+                 "warehouse_id": site["warehouse_id"]}
+        if t["kind"] == "ENTER":
+            if site.get("soon") == site["dispatch"] and not site.get("soon_done"):
+                site = {**site, "soon_done": True}
+                notices.append(("arriving-soon", False, facts))
+            if site.get("noticed") != site["dispatch"]:
+                site = {**site, "noticed": site["dispatch"]}
+                notices.append(("driver-nearby", True, facts))
+            st["sites"][t["order_id"]] = site
+        elif t["kind"] == "EXIT":
+            # the van has been to the door and left: no arrival left to estimate for this dispatch
+            st["sites"][t["order_id"]] = {**site, "visited": site["dispatch"]}
+            if site.get("noticed") == site["dispatch"]:
+                notices.append(("driver-nearby", False, facts))
 
 
 def _transition(ctx: GeoContext, st: dict[str, Any], driver: str, vehicle: str, fid: str, kind: str, at: int,

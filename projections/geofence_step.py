@@ -43,7 +43,7 @@ class GeofenceProjection:
         self.index = index
         self.ctx = ctx
         self.kinds = kinds  # topic -> record type, e.g. {"kuailv.gps.v1": "GpsPing"}
-        self.nearby = rules.by_kind("driver-nearby") if rules is not None else None
+        self.notice_rules = {kind: rules.by_kind(kind) for kind in ("driver-nearby", "arriving-soon")} if rules else {}
         self.rules = rules
         self._validate = {"GpsPing": validate_gps, "VanOrder": validate_van_order}
 
@@ -101,26 +101,40 @@ class GeofenceProjection:
         dead = [DeadLetter(fresh[i][0], "LATE_EVENT", reason, fresh[i][1][1].get("event_id"), fresh[i][1][0])
                 for i, reason in out.late]
         outputs: list[tuple[str, dict[str, Any]]] = [("transition", t) for t in out.transitions]
-        if out.notices and self.nearby is not None:
+        outputs += [("eta", e) for e in out.etas]
+        if out.notices and self.rules is not None:
             outputs += [("alert", a) for a in self._notices(out.state, out.notices)]
         return Folded(out.state, changed=True, published=bool(outputs), outputs=outputs,
                       dead_letters=dead, applied=out.applied, duplicates=duplicates + out.duplicates)
 
-    def _notices(self, state: dict[str, Any], notices: list[tuple[bool, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """"Driver within N m of the delivery address": one INFO alert per order and dispatch
-        (subject ``order/<id>#<dispatch>``), resolved when the driver leaves the site."""
-        assert self.rules is not None and self.nearby is not None
+    def _notices(self, state: dict[str, Any], notices: list[tuple[str, bool, dict[str, Any]]]
+                 ) -> list[dict[str, Any]]:
+        """Notices to the customer about an order on the van, as INFO alerts (subject
+        ``order/<id>#<dispatch>``: once per order and delivery attempt): "driver nearby" from the
+        van entering the customer site to leaving it; "arriving soon" from the ETA crossing the
+        threshold to the van entering the site."""
+        assert self.rules is not None
         changes = []
-        for opening, t in notices:
-            subject = {"order_id": t["order_id"], "driver_id": t["driver_id"], "vehicle_id": t["vehicle_id"],
+        for kind, opening, t in notices:
+            rule = self.notice_rules.get(kind)
+            if rule is None:
+                continue
+            subject = {"order_id": t["order_id"], "driver_id": t.get("driver_id"), "vehicle_id": t.get("vehicle_id"),
                        "customer_id": t["customer_id"], "warehouse_id": t["warehouse_id"]}
-            evidence = {"fence_id": t["fence_id"], "entered_at": str(t["entered_at"] if not opening else t["at"]),
-                        "dispatch_count": str(t["dispatch"]), "enter_m": f"{self.ctx.fences.customer_sites.enter_m:g}"}
-            if not opening:
-                evidence["left_at"] = str(t["at"])
-            changes.append(self.rules.change(self.nearby, opening=opening, at=t["at"], subject_kind="order",
+            evidence = {"dispatch_count": str(t["dispatch"])}
+            if kind == "driver-nearby":
+                evidence.update(fence_id=t["fence_id"], entered_at=str(t["at"] if opening else t["entered_at"]),
+                                enter_m=f"{self.ctx.fences.customer_sites.enter_m:g}")
+                if not opening:
+                    evidence["left_at"] = str(t["at"])
+            elif opening:
+                evidence.update(eta=str(t["eta"]), estimated_at=str(t["at"]), distance_m=f"{t['distance_m']:.0f}")
+            else:
+                evidence["cleared_at"] = str(t["at"])
+            location = (t["lat"], t["lng"]) if "lat" in t else None
+            changes.append(self.rules.change(rule, opening=opening, at=t["at"], subject_kind="order",
                                              subject_id=f"{t['order_id']}#{t['dispatch']}", subject=subject,
-                                             evidence=evidence, location=(t["lat"], t["lng"])))
+                                             evidence=evidence, location=location))
         book = dict(state.get("alerts") or {})
         records = apply_changes(book, changes)
         state["alerts"] = {k: v for k, v in book.items() if v["status"] == "OPEN"}  # a notice never re-opens

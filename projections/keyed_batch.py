@@ -76,6 +76,7 @@ class Counts:
     positions_written: int = 0
     transitions_written: int = 0
     alerts_written: int = 0
+    etas_written: int = 0
 
     def add(self, other: Counts) -> None:
         for name in _COUNT_FIELDS:

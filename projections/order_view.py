@@ -97,3 +97,12 @@ def with_open_alerts(public: dict[str, Any], alerts: Sequence[Mapping[str, Any]]
     return {**public, "openAlerts": [
         {"alertId": a["alert_id"], "ruleId": a["rule_id"], "severity": a["severity"], "openedAt": iso(a["opened_at"]),
          "message": a["message"], "audience": list(a["audience"])} for a in alerts]}
+
+
+def with_live_eta(public: dict[str, Any], eta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ETA from the van's GPS (an ``OrderEta`` record) as ``eta`` + ``etaUpdatedAt``, while the
+    order is out for delivery on that dispatch; otherwise the view's own ``eta`` (set at dispatch)."""
+    if eta is None or public["status"] not in ACTIVE_DELIVERY or eta["dispatch_count"] != public["dispatchCount"]:
+        return public
+    return {**public, "eta": iso(eta["eta"]), "etaUpdatedAt": iso(eta["computed_at"]),
+            "etaSource": f"gps/{eta['estimator']}"}

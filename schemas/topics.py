@@ -107,8 +107,17 @@ ALERTS = TopicSpec(
         "OPEN or RESOLVED.",
 )
 
+ORDER_ETAS = TopicSpec(
+    name="kuailv.order-etas.v1",
+    key="order_id",
+    partitions=6,
+    records=("OrderEta",),
+    config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)},
+    doc="The latest arrival estimate per order on a van (compacted, keyed by order id), from the van's GPS.",
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_EVENTS, GPS, SENSORS, ORDER_STATE, DEAD_LETTERS, VAN_ORDERS,
-                                     GEOFENCE_TRANSITIONS, ALERTS)
+                                     GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS)
 
 
 def topic_for_record(record_name: str) -> TopicSpec:

@@ -1,7 +1,9 @@
 """The geofence agent: GPS + van orders -> ``kuailv.geofence-transitions.v1`` (+ state in Redis).
 
-It also publishes the "driver nearby" notices (an INFO alert on ``kuailv.alerts.v1`` when the van
-enters an order's customer site, resolved when it leaves).
+It also publishes the ETAs of the orders on each van (``kuailv.order-etas.v1``, Redis
+``eta:{order}``) and the customer notices on ``kuailv.alerts.v1``: "arriving in about 10
+minutes" (the ETA crossing the threshold) and "driver nearby" (the van entering the customer
+site, resolved when it leaves).
 
 The hot-path pattern (``docs/hot-path.md``): ``process`` runs ``fold_batch`` with
 ``GeofenceProjection`` (one spatial-index query for the whole batch, then one fold per
@@ -26,7 +28,7 @@ from projections.geofence_step import GeofenceProjection
 from projections.keyed_batch import Counts, fold_batch, processing_error
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, GEOFENCE_TRANSITIONS, GPS, VAN_ORDERS
+from schemas.topics import ALERTS, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, VAN_ORDERS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.state_cache import Entry, StateCache
 from streams.sinks.kafka_output import Output
@@ -83,6 +85,7 @@ class GeofenceAgent:
         entries = []
         transitions = 0
         alerts: list[dict[str, Any]] = []
+        etas: list[dict[str, Any]] = []
         for key, f in result.folded.items():
             if not f.changed or f.state is None:
                 continue
@@ -91,6 +94,10 @@ class GeofenceAgent:
                     kafka.append((GEOFENCE_TRANSITIONS.name, key.encode(),
                                   self.codec.encode("GeofenceTransition", value), value["at"]))
                     transitions += 1
+                elif kind == "eta":
+                    kafka.append((ORDER_ETAS.name, value["order_id"].encode(), self.codec.encode("OrderEta", value),
+                                  value["computed_at"]))
+                    etas.append(value)
                 else:
                     kafka.append((ALERTS.name, value["alert_id"].encode(), self.codec.encode("Alert", value),
                                   value["updated_at"]))
@@ -107,15 +114,17 @@ class GeofenceAgent:
         counts = result.counts
         counts.transitions_written = transitions
         counts.alerts_written = len(alerts)
-        return Staged(records, kafka, (states, alerts), counts)
+        counts.etas_written = len(etas)
+        return Staged(records, kafka, (states, alerts, etas), counts)
 
     def write(self, staged: Staged) -> None:
         for record in staged.kafka:
             self.output.add(*record)  # (topic, key, value[, event-time timestamp ms])
         self.output.flush()
-        states, alerts = staged.payload
+        states, alerts, etas = staged.payload
         pipe = self.stats.pipeline()
         self.store.save(states, pipe)
+        self.store.save_etas(etas, pipe)
         if self.alerts is not None:
             self.alerts.publish(alerts, pipe)
         self.stats.add(pipe, self.name, staged.counts)
@@ -124,7 +133,7 @@ class GeofenceAgent:
     def park(self, records: list[SourceRecord], reason: str) -> Staged:
         failed_at = self._now()
         kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
-        return Staged(records, kafka, ([], []), Counts(records=len(records), dead_letters=len(records)))
+        return Staged(records, kafka, ([], [], []), Counts(records=len(records), dead_letters=len(records)))
 
     def forget(self, partitions: Sequence[Partition] | None) -> None:
         with self._invalid_lock:

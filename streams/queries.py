@@ -9,8 +9,9 @@ from typing import Any
 
 from config.settings import Settings
 from projections.order_status import OrderStatus
-from projections.order_view import with_live_position, with_open_alerts
+from projections.order_view import with_live_eta, with_live_position, with_open_alerts
 from streams.sinks.redis_alerts import RedisAlerts
+from streams.sinks.redis_geofences import RedisGeofenceStates
 from streams.sinks.redis_orders import RedisOrderStore
 from streams.sinks.redis_positions import RedisDriverPositions
 
@@ -27,8 +28,8 @@ def _client(settings: Settings) -> Iterator[Any]:
 
 
 def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
-    """The order's public view with the driver's live GPS position and the order's open alerts merged in
-    (alerts are derived from the order-state topic, so they cannot be part of it)."""
+    """The order's public view with the driver's live GPS position, the latest ETA from the van's GPS and
+    the order's open alerts merged in (all three are derived downstream of the order projection)."""
     with _client(settings) as r:
         view = RedisOrderStore(r, settings.redis_prefix).view(order_id)
         if view is None:
@@ -36,7 +37,8 @@ def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
         driver = (view.get("driverInfo") or {}).get("driverId")
         position = RedisDriverPositions(r, settings.redis_prefix).get(driver) if driver else None
         alerts = RedisAlerts(r, settings.redis_prefix).order_alerts(order_id)
-        return with_open_alerts(with_live_position(view, position), alerts)
+        eta = RedisGeofenceStates(r, settings.redis_prefix).eta(order_id)
+        return with_open_alerts(with_live_eta(with_live_position(view, position), eta), alerts)
 
 
 def order_ids(settings: Settings, **by: str | None) -> set[str]:

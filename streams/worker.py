@@ -49,14 +49,19 @@ def geofence_projection(settings: Settings, codec: AvroCodec) -> Any:
     """The geofence projection as configured (fence file, lateness, rules): worker and replay build it here."""
     from config.alert_rules import load_rules_file
     from config.geofences import load_fence_file
+    from projections.eta import DistanceSpeedEta
     from projections.fence_index import FenceIndex
     from projections.geofence import GeoContext
     from projections.geofence_step import GeofenceProjection
+    from projections.van_eta import EtaSettings
     from streams.geofence_agent import KINDS
 
     fences = load_fence_file(settings.fence_file)
-    return GeofenceProjection(codec, FenceIndex(fences), GeoContext(fences, settings.geofence_lateness_ms), KINDS,
-                              load_rules_file(settings.alert_rules_file))
+    rules = load_rules_file(settings.alert_rules_file)
+    soon = rules.by_kind("arriving-soon")
+    eta = EtaSettings(DistanceSpeedEta(), soon_ms=round(soon.params.threshold_min * 60_000) if soon else None)
+    return GeofenceProjection(codec, FenceIndex(fences), GeoContext(fences, settings.geofence_lateness_ms, eta),
+                              KINDS, rules)
 
 
 def alert_projection(settings: Settings, codec: AvroCodec) -> Any:

@@ -1,4 +1,5 @@
-"""Each driver's geofence state in Redis: ``<prefix>:geofence:<driver_id>`` = orjson of the state.
+"""Each driver's geofence state in Redis: ``<prefix>:geofence:<driver_id>`` = orjson of the state;
+and each order's latest ETA: ``<prefix>:eta:<order_id>`` = the ``OrderEta`` record as JSON.
 
 The state is what ``projections.geofence_step`` folds (buffered pings, fences the driver is in,
 orders on the van, last applied offset per source partition). It is written after the batch's
@@ -32,3 +33,17 @@ class RedisGeofenceStates:
         mapping = {self.key(d): orjson.dumps(s) for d, s in states}
         if mapping:
             pipe.mset(mapping)
+
+    def eta_key(self, order_id: str) -> str:
+        return f"{self._p}:eta:{order_id}"
+
+    def save_etas(self, etas: Iterable[dict[str, Any]], pipe: Any) -> None:
+        """The latest ``OrderEta`` per order (the batch's are in event-time order per driver; an order is on
+        one van at a time), as JSON, kept a day after its last update."""
+        latest = {e["order_id"]: e for e in etas}
+        for order_id, eta in latest.items():
+            pipe.set(self.eta_key(order_id), orjson.dumps(eta), ex=86_400)
+
+    def eta(self, order_id: str) -> dict[str, Any] | None:
+        raw = self.client.get(self.eta_key(order_id))
+        return None if raw is None else orjson.loads(raw)

@@ -52,7 +52,7 @@ def test_the_shipped_rules_file_loads() -> None:
     assert sorted(rule.kind for rule in rules.rules.values()) == sorted(KINDS)
     assert set(rules.rules) == {"late-delivery", "stuck", "stock-shortage", "out-of-stock", "weight-deviation",
                                 "cold-chain-breach", "cold-chain-exposure", "gps-silent", "exception-reported",
-                                "driver-nearby"}
+                                "driver-nearby", "arriving-soon"}
     late = rules.rules["late-delivery"]
     assert late.params == LateDelivery(grace_min=30) and late.severity == "CRITICAL"
     stuck = rules.rules["stuck"].params
@@ -116,6 +116,9 @@ def _drop(rule_id: str, field: str):  # type: ignore[no-untyped-def]
     return change
 
 
+SHIPPED_RULES = len(json.loads(DEFAULT_RULES_PATH.read_text("utf-8"))["rules"])  # the next index
+
+
 def _duplicate(raw: dict[str, Any]) -> None:
     raw["rules"].append(copy.deepcopy(raw["rules"][0]))
 
@@ -153,13 +156,13 @@ BAD = [
     (_set("cold-chain-breach", "ranges_c", {"CHILLED": {"max": float("nan")}}),
      "rule 'cold-chain-breach': ranges_c.CHILLED.max must be a number, got nan"),
     (_set("cold-chain-exposure", "max_gap_min", 0), "rule 'cold-chain-exposure': max_gap_min must be a positive"),
-    (_duplicate, "rule 'late-delivery': duplicate id (rules[10])"),
+    (_duplicate, f"rule 'late-delivery': duplicate id (rules[{SHIPPED_RULES}])"),
     (_second_kind, "rule 'gps-silent-long': kind gps-silent is already used by rule 'gps-silent'"),
     (lambda raw: raw.update(version=0), "rules file: version must be an integer >= 1, got 0"),
     (lambda raw: raw.update(version=True), "rules file: version must be an integer >= 1, got True"),
     (lambda raw: raw.update(rules={}), "rules file: rules must be a list"),
     (lambda raw: raw.update(owner="ops"), "rules file: unknown field 'owner'"),
-    (lambda raw: raw["rules"].append("late-delivery"), "rules[10] must be an object"),
+    (lambda raw: raw["rules"].append("late-delivery"), f"rules[{SHIPPED_RULES}] must be an object"),
 ]
 
 

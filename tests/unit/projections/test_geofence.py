@@ -82,8 +82,18 @@ def test_late_ping_is_dead_lettered_not_applied() -> None:
     old = ping(99, *east_of(WH, 900), at=T0 + 5 * S)  # far behind the released time
     out = step(state, inputs([old]), CTX)
     assert out.transitions == [] and len(out.late) == 1
-    assert "older than driver DRV-1's released time" in out.late[0][1]
+    assert "older than driver DRV-1's newest ping" in out.late[0][1]
     assert out.state["late"] == 1
+
+
+def test_a_late_ping_is_late_in_any_batching() -> None:
+    """Lateness is judged on arrival against the newest ping so far, so a ping far behind is late
+    whether it comes in the same batch as the newer pings or in a batch of its own."""
+    pings = [*track([900, 100, 100, 100, 100, 100, 100]), ping(99, *east_of(WH, 900), at=T0 + 5 * S)]
+    for batch in (1, 3, len(pings)):
+        t, state, late = run(pings, batch=batch)
+        assert len(late) == 1 and state["late"] == 1, batch
+        assert [k for _, k, _ in kinds(t)] == ["ENTER"]
 
 
 def test_duplicates_are_ignored() -> None:
