@@ -56,6 +56,7 @@ class GeoContext:
     fences: FenceSet
     allowed_lateness_ms: int = DEFAULT_LATENESS_MS
     eta: EtaSettings | None = None  # ETAs of the orders on board (projections.van_eta); None: none
+    silence_ms: int | None = None  # gps-silent: a gap this long between released pings with orders on board
     by_id: Mapping[str, Fence] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +71,9 @@ class Stepped:
     # (notice kind, opening, facts): "driver-nearby" (site ENTER/EXIT), "arriving-soon" (ETA crossing, site ENTER)
     notices: list[tuple[str, bool, dict[str, Any]]] = field(default_factory=list)
     etas: list[dict[str, Any]] = field(default_factory=list)  # OrderEta records (projections.van_eta)
+    # gps-silent decided from the driver's own stream, in event order: {"open": True, "last": ping before the
+    # silence, "orders", "lat", "lng", "vehicle_id"} or {"open": False, "at", "by": "ping"|"unloaded", ...}
+    silences: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
     applied: int = 0
 
@@ -105,6 +109,7 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
             pending_ids.add(eid)
             if st["clock"] is None or at > st["clock"]:
                 st["clock"] = at
+                st["clock_fix"] = [value["lat"], value["lng"], value["vehicle_id"]]
         else:  # VanOrder: (order id, version) identifies it
             at = value["event_time"]
             clock = st["clock"]
@@ -124,15 +129,46 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
     st["buf"] = [e for e in buf if e[0] > watermark]
     driver = inputs[0][1]["driver_id"]
     for at, eid, kind, payload in ready:
+        if ctx.silence_ms is not None:
+            _silence_check(st, out, at, ctx.silence_ms)
         if kind == "V":
             _assign(st, payload, out.notices)
+            if st.get("silent_since") is not None and not on_board(st):
+                out.silences.append({"open": False, "at": at, "by": "unloaded", "vehicle_id": st.get("vehicle")})
+                st["silent_since"] = None
             continue
+        if st.get("silent_since") is not None and at > st["silent_since"]:  # not a buffered ping from before
+            out.silences.append({"open": False, "at": at, "by": "ping", "vehicle_id": payload[2]})
+            st["silent_since"] = None
         _ping(st, out, ctx, driver, at, eid, payload)
         recent.append(eid)
         st["released"] = at
+        st["fix"] = [payload[0], payload[1]]
+        st["vehicle"] = payload[2]
     if len(recent) > RECENT_IDS:
         del recent[: len(recent) - RECENT_IDS]
     return out
+
+
+def _silence_check(st: dict[str, Any], out: Stepped, at: int, silence_ms: int) -> None:
+    """Before anything at ``at`` is released: was the driver silent ``silence_ms`` since its last ping,
+    with orders on board at that moment? Decided in event order (a VanOrder that empties the van
+    later in the gap does not undo it), so every engine and batching decides the same."""
+    last = st["released"]
+    if last is None or st.get("silent_since") is not None or at - last < silence_ms:
+        return
+    orders = on_board(st)
+    if orders:
+        fix = st.get("fix") or [None, None]
+        out.silences.append({"open": True, "last": last, "orders": orders, "lat": fix[0], "lng": fix[1],
+                             "vehicle_id": st.get("vehicle")})
+        st["silent_since"] = last
+
+
+def on_board(st: Mapping[str, Any]) -> list[str]:
+    """The orders on the van now: assigned, and not yet delivered, taken off or visited."""
+    return sorted(oid for oid, s in st["sites"].items()
+                  if s["state"] == "ON_BOARD" and s.get("visited") != s["dispatch"])
 
 
 def _copy(state: dict[str, Any] | None) -> dict[str, Any]:

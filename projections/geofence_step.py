@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from projections import silence
 from projections.alert_rules import RuleSet
-from projections.alerts import apply_changes
+from projections.alerts import AlertChange, alert_id, apply_changes
 from projections.fence_index import FenceIndex
-from projections.geofence import GeoContext, step
-from projections.keyed_batch import Folded, Keyed
+from projections.geofence import GeoContext, on_board, step
+from projections.keyed_batch import BatchResult, Folded, Keyed
 from projections.order_events import InvalidEvent
 from projections.telemetry import _check_ids, validate_gps
 from schemas.dead_letters import DeadLetter, SourceRecord
@@ -102,13 +103,15 @@ class GeofenceProjection:
                 for i, reason in out.late]
         outputs: list[tuple[str, dict[str, Any]]] = [("transition", t) for t in out.transitions]
         outputs += [("eta", e) for e in out.etas]
-        if out.notices and self.rules is not None:
-            outputs += [("alert", a) for a in self._notices(out.state, out.notices)]
+        if self.rules is not None:
+            changes = self._notices(out.notices) + self._silences(key, out.state, out.silences)
+            if changes:
+                outputs += [("alert", a) for a in _apply(out.state, changes)]
+            out.state["silence_due"] = silence_timer(key, out.state, self.rules)
         return Folded(out.state, changed=True, published=bool(outputs), outputs=outputs,
                       dead_letters=dead, applied=out.applied, duplicates=duplicates + out.duplicates)
 
-    def _notices(self, state: dict[str, Any], notices: list[tuple[str, bool, dict[str, Any]]]
-                 ) -> list[dict[str, Any]]:
+    def _notices(self, notices: list[tuple[str, bool, dict[str, Any]]]) -> list[AlertChange]:
         """Notices to the customer about an order on the van, as INFO alerts (subject
         ``order/<id>#<dispatch>``: once per order and delivery attempt): "driver nearby" from the
         van entering the customer site to leaving it; "arriving soon" from the ETA crossing the
@@ -135,7 +138,93 @@ class GeofenceProjection:
             changes.append(self.rules.change(rule, opening=opening, at=t["at"], subject_kind="order",
                                              subject_id=f"{t['order_id']}#{t['dispatch']}", subject=subject,
                                              evidence=evidence, location=location))
-        book = dict(state.get("alerts") or {})
-        records = apply_changes(book, changes)
-        state["alerts"] = {k: v for k, v in book.items() if v["status"] == "OPEN"}  # a notice never re-opens
-        return records
+        return changes
+
+    def _silences(self, driver: str, state: dict[str, Any], events: list[dict[str, Any]]) -> list[AlertChange]:
+        """gps-silent decided from the driver's own stream (``projections.geofence``): opened at the last
+        ping + the limit when nothing came in between with orders on board, resolved by the next ping or
+        by the last order leaving the van. The engine's watermark timer (``fire_silence``) may have opened
+        it already; the records are the same either way."""
+        assert self.rules is not None
+        changes: list[AlertChange | None] = []
+        for e in events:
+            if e["open"]:
+                due = silence.silence_due(e["last"], self.rules)
+                changes.append(silence.silence_fired(driver, e["last"], due or 0, e["orders"], self.rules,
+                                                     vehicle_id=e["vehicle_id"], last_location=(e["lat"], e["lng"])))
+            elif e["by"] == "ping":
+                changes.append(silence.resumed(driver, e["at"], self.rules, vehicle_id=e["vehicle_id"]))
+            else:
+                changes.append(silence.unloaded(driver, e["at"], self.rules, vehicle_id=e["vehicle_id"]))
+        return [c for c in changes if c is not None]
+
+
+NOTICES = ("driver-nearby", "arriving-soon")
+
+
+def _apply(state: dict[str, Any], changes: list[AlertChange]) -> list[dict[str, Any]]:
+    """Apply to the driver's alert book; a resolved notice is forgotten (it never re-opens: its subject has
+    the dispatch in it), a resolved gps-silent is kept so a new silence re-opens it with occurrences + 1."""
+    book = dict(state.get("alerts") or {})
+    records = apply_changes(book, changes)
+    state["alerts"] = {k: v for k, v in book.items() if v["status"] == "OPEN" or v["rule_id"] not in NOTICES}
+    return records
+
+
+def silence_timer(driver: str, state: dict[str, Any], rules: RuleSet) -> int | None:
+    """When the driver's silence would reach the gps-silent limit (from the newest ping seen), while
+    orders are on board and no silence alert is open; None otherwise."""
+    if state.get("clock") is None or state.get("silent_since") is not None or not on_board(state):
+        return None
+    alert = (state.get("alerts") or {}).get(alert_id("gps-silent", "driver", driver))
+    if alert is not None and alert["status"] == "OPEN":
+        return None
+    return silence.silence_due(state["clock"], rules)
+
+
+def fire_silence(driver: str, state: dict[str, Any], watermark: int, rules: RuleSet) -> list[dict[str, Any]]:
+    """The engine's timer: the GPS partition's watermark passed the driver's silence due time (no ping for
+    the limit while orders are on board). Mutates ``state`` (a private copy); returns alert records."""
+    due = state.get("silence_due")
+    if due is None or due > watermark:
+        return []
+    state["silence_due"] = None
+    state["silent_since"] = state["clock"]  # the driver's own stream resolves it (next ping, or unloaded)
+    lat, lng, vehicle = state["clock_fix"]  # the newest ping: the last one before the silence
+    change = silence.silence_fired(driver, state["clock"], due, on_board(state), rules, vehicle_id=vehicle,
+                                   last_location=(lat, lng))
+    return _apply(state, [change]) if change is not None else []
+
+
+def gps_watermarks(result: BatchResult[dict[str, Any]], watermarks: Mapping[str, int], lateness_ms: int,
+                   topic: str) -> dict[str, int]:
+    """The GPS partitions (``"topic:partition"``, the drivers' partition in both co-partitioned inputs)
+    whose event-time watermark the batch moves: the newest ping seen minus ``lateness_ms``."""
+    moved: dict[str, int] = {}
+    low = -(2**62)
+    for key, f in result.folded.items():
+        clock = (f.state or {}).get("clock") if f.changed else None
+        if clock is None:
+            continue
+        where = f"{topic}:{result.partitions[key][1]}"
+        mark = clock - lateness_ms
+        if mark > max(watermarks.get(where, low), moved.get(where, low)):
+            moved[where] = mark
+    return moved
+
+
+def fire_silences(states: Mapping[str, dict[str, Any]], watermark: int, rules: RuleSet
+                  ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``fire_silence`` for every driver of ``states`` due by ``watermark`` (sorted, so every engine
+    publishes in the same order); inputs are not modified. Returns records and the new states."""
+    records: list[dict[str, Any]] = []
+    new: dict[str, dict[str, Any]] = {}
+    for driver in sorted(states):
+        state = states[driver]
+        due = state.get("silence_due")
+        if due is None or due > watermark:
+            continue
+        state = {**state, "alerts": dict(state.get("alerts") or {})}
+        records += fire_silence(driver, state, watermark, rules)
+        new[driver] = state
+    return records, new

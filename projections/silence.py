@@ -67,6 +67,11 @@ def unloaded(driver_id: str, at: int, rules: RuleSet, *, vehicle_id: str | None 
     return _resolve(driver_id, at, rules, vehicle_id, "unloaded")
 
 
+def resumed(driver_id: str, ping_at: int, rules: RuleSet, *, vehicle_id: str | None = None) -> AlertChange | None:
+    """The resolve at the first ping after a silence (the caller knows it is newer); None without the rule."""
+    return _resolve(driver_id, ping_at, rules, vehicle_id, "ping")
+
+
 def ping_resumed(driver_id: str, last_ping_at: int | None, ping_at: int, rules: RuleSet, *,
                  vehicle_id: str | None = None) -> AlertChange | None:
     """The resolve for a ping at ``ping_at``; None for a ping not newer than ``last_ping_at`` (a duplicate or

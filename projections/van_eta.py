@@ -46,6 +46,7 @@ def update(st: dict[str, Any], cfg: EtaSettings, driver: str, vehicle: str, lat:
     st["eta_at"] = at
     st["speed"] = track(st.get("speed"), lat, lng, at)
     sites = st["sites"]
+    # the same set as projections.geofence.on_board (inlined: that module imports this one)
     on_board = sorted(oid for oid, s in sites.items() if s["state"] == "ON_BOARD" and s.get("visited") != s["dispatch"])
     if not on_board:
         st.pop("route", None)

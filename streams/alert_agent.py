@@ -30,6 +30,7 @@ from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, ORDER_EVENTS, SENSORS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.state_cache import Entry, StateCache
+from streams.runtime.timers import PartitionTimers, RedisTimers
 from streams.sinks.influx import InfluxWriter, alert_line
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
@@ -43,8 +44,8 @@ class AlertAgent:
     topics = (ORDER_EVENTS.name, SENSORS.name)
     group_suffix = "-alerts"
 
-    def __init__(self, codec: AvroCodec, projection: AlertProjection, store: RedisAlerts, influx: InfluxWriter,
-                 output: Output, stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int],
+    def __init__(self, codec: AvroCodec, projection: AlertProjection, store: RedisAlerts, timers: RedisTimers,
+                 influx: InfluxWriter, output: Output, stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int],
                  lateness_ms: int = 60_000, cache_keys: int = 50_000) -> None:
         self.codec = codec
         self.projection = projection
@@ -57,10 +58,9 @@ class AlertAgent:
         self.lateness_ms = lateness_ms
         self._now = wall_clock_ms  # only for DeadLetter.failed_at
         self.cache: StateCache[dict[str, Any]] = StateCache(cache_keys)
+        self.timer_store = timers
         self.watermarks: dict[str, int] | None = None  # "topic:partition" -> ms; loaded on the first batch
-        # "topic:partition" -> {state key: next due}: the timer index, mirrored in Redis for restarts. Kept here
-        # because the sink thread may still be writing the previous batch's states when this one fires timers.
-        self.due_index: dict[str, dict[str, int]] = {}
+        self.timers = PartitionTimers(timers.load)
         self._invalid: list[Sequence[Partition] | None] = []
         self._invalid_lock = threading.Lock()
 
@@ -84,11 +84,9 @@ class AlertAgent:
             for partitions in todo:
                 self.cache.clear() if partitions is None else self.cache.drop_partitions(partitions)
                 self.watermarks = None  # reload: another worker may have moved them
-                self.due_index = {} if partitions is None else {
-                    w: i for w, i in self.due_index.items() if tuple(w.rsplit(":", 1)) not in
-                    {(t, str(p)) for t, p in partitions}}
+                self.timers.forget(partitions)
         if self.watermarks is None:
-            self.watermarks = self.store.watermarks()
+            self.watermarks = self.timer_store.watermarks()
         result = fold_batch(self.projection, records, self._states)
         alerts: list[dict[str, Any]] = []
         changed: dict[str, tuple[dict[str, Any], tuple[str, int]]] = {}
@@ -96,7 +94,7 @@ class AlertAgent:
             if f.changed and f.state is not None:
                 changed[key] = (f.state, result.partitions[key])
                 alerts += f.outputs
-                self._index(key, f.state, result.partitions[key])
+                self.timers.set(key, next_due(f.state), result.partitions[key])
         moved = moved_watermarks(result, self.watermarks, self.lateness_ms)
         for where, mark in moved.items():
             topic, _, partition = where.rpartition(":")
@@ -116,25 +114,10 @@ class AlertAgent:
         counts.alerts_written = len(alerts)
         return Staged(records, kafka, (saves, moved, alerts), counts)
 
-    def _partition_index(self, partition: tuple[str, int]) -> dict[str, int]:
-        where = f"{partition[0]}:{partition[1]}"
-        index = self.due_index.get(where)
-        if index is None:  # first touch of this partition: what the previous owner (or run) left
-            index = self.due_index[where] = self.store.timers(partition)
-        return index
-
-    def _index(self, key: str, state: dict[str, Any], partition: tuple[str, int]) -> None:
-        index = self._partition_index(partition)
-        due = next_due(state)
-        if due is None:
-            index.pop(key, None)
-        else:
-            index[key] = due
-
     def _fire(self, partition: tuple[str, int], watermark: int,
               changed: dict[str, tuple[dict[str, Any], tuple[str, int]]]) -> list[dict[str, Any]]:
         """Fire the timers of ``partition`` due at or before ``watermark``."""
-        keys = sorted(k for k, due in self._partition_index(partition).items() if due <= watermark)
+        keys = self.timers.due(partition, watermark)
         if not keys:
             return []
         known = {k: changed[k][0] for k in keys if k in changed}
@@ -142,7 +125,7 @@ class AlertAgent:
         records, fired = fire_due(known, watermark, self.rules)
         for key, state in fired.items():
             changed[key] = (state, partition)
-            self._index(key, state, partition)
+            self.timers.set(key, next_due(state), partition)
         return records
 
     def write(self, staged: Staged) -> None:
@@ -153,7 +136,8 @@ class AlertAgent:
         if alerts:
             self.influx.write([alert_line(a) for a in alerts])
         pipe = self.stats.pipeline()
-        self.store.save(saves, moved, pipe)
+        self.store.save([(key, state) for key, state, _, _ in saves], pipe)
+        self.timer_store.save([(key, part, due) for key, _, part, due in saves], moved, pipe)
         self.store.publish(alerts, pipe)
         self.stats.add(pipe, self.name, staged.counts)
         pipe.execute()

@@ -24,13 +24,14 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from projections.geofence_step import GeofenceProjection
+from projections.geofence_step import GeofenceProjection, fire_silences, gps_watermarks
 from projections.keyed_batch import Counts, fold_batch, processing_error
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, VAN_ORDERS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.state_cache import Entry, StateCache
+from streams.runtime.timers import PartitionTimers, RedisTimers
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
 from streams.sinks.redis_geofences import RedisGeofenceStates
@@ -47,8 +48,11 @@ class GeofenceAgent:
 
     def __init__(self, codec: AvroCodec, projection: GeofenceProjection, store: RedisGeofenceStates, output: Output,
                  stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int], cache_keys: int = 50_000,
-                 alerts: RedisAlerts | None = None) -> None:
+                 alerts: RedisAlerts | None = None, timers: RedisTimers | None = None) -> None:
         self.codec = codec
+        self.timer_store = timers  # gps-silent timers (None: no silence rule)
+        self.timers = PartitionTimers(timers.load) if timers is not None else None
+        self.watermarks: dict[str, int] | None = None
         self.alerts = alerts  # the alert views in Redis ("driver nearby" notices)
         self.projection = projection
         self.store = store
@@ -58,6 +62,7 @@ class GeofenceAgent:
         self._now = wall_clock_ms  # only for DeadLetter.failed_at
         self.cache: StateCache[dict[str, Any]] = StateCache(cache_keys)
         self._invalid: list[Sequence[Partition] | None] = []
+        self._partition_of: dict[str, int] = {}  # driver -> its partition number (both inputs)
         self._invalid_lock = threading.Lock()
 
     def _states(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -79,16 +84,25 @@ class GeofenceAgent:
                 todo, self._invalid = self._invalid, []
             for partitions in todo:
                 self.cache.clear() if partitions is None else self.cache.drop_partitions(partitions)
+                self.watermarks = None
+                if self.timers is not None:
+                    self.timers.forget(None if partitions is None else [(GPS.name, p) for _, p in partitions])
         result = fold_batch(self.projection, records, self._states)
+        folded = {k: f.state for k, f in result.folded.items() if f.changed and f.state is not None}
+        silence_alerts, moved = self._silences(result, folded)
         kafka: list[tuple[str, bytes, bytes]] = []
         states: list[tuple[str, dict[str, Any]]] = []
         entries = []
         transitions = 0
-        alerts: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = list(silence_alerts)
+        for value in silence_alerts:
+            kafka.append((ALERTS.name, value["alert_id"].encode(), self.codec.encode("Alert", value),
+                          value["updated_at"]))
         etas: list[dict[str, Any]] = []
         for key, f in result.folded.items():
             if not f.changed or f.state is None:
                 continue
+            f.state = folded[key]  # with a fired silence timer, if any
             for kind, value in f.outputs:
                 if kind == "transition":
                     kafka.append((GEOFENCE_TRANSITIONS.name, key.encode(),
@@ -104,6 +118,10 @@ class GeofenceAgent:
                     alerts.append(value)
             states.append((key, f.state))
             entries.append((key, Entry(f.state, result.partitions[key])))
+        for key, state in folded.items():  # drivers only woken by a timer
+            if key not in result.folded:
+                states.append((key, state))
+                entries.append((key, Entry(state, (GPS.name, self._partition_of[key]))))
         if result.dead_letters:
             failed_at = self._now()
             for d in result.dead_letters:
@@ -115,25 +133,58 @@ class GeofenceAgent:
         counts.transitions_written = transitions
         counts.alerts_written = len(alerts)
         counts.etas_written = len(etas)
-        return Staged(records, kafka, (states, alerts, etas), counts)
+        dues = [(key, (GPS.name, self._partition_of[key]), state.get("silence_due")) for key, state in states]
+        return Staged(records, kafka, (states, alerts, etas, dues, moved), counts)
 
     def write(self, staged: Staged) -> None:
         for record in staged.kafka:
             self.output.add(*record)  # (topic, key, value[, event-time timestamp ms])
         self.output.flush()
-        states, alerts, etas = staged.payload
+        states, alerts, etas, dues, moved = staged.payload
         pipe = self.stats.pipeline()
         self.store.save(states, pipe)
+        if self.timer_store is not None:
+            self.timer_store.save(dues, moved, pipe)
         self.store.save_etas(etas, pipe)
         if self.alerts is not None:
             self.alerts.publish(alerts, pipe)
         self.stats.add(pipe, self.name, staged.counts)
         pipe.execute()
 
+    def _silences(self, result: Any, folded: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """Move the GPS partitions' watermarks and fire the gps-silent timers they pass (``folded`` gets
+        the woken drivers' new states)."""
+        for key in result.folded:
+            self._partition_of[key] = result.partitions[key][1]
+        if self.timers is None or self.projection.rules is None:
+            return [], {}
+        if self.watermarks is None:
+            assert self.timer_store is not None
+            self.watermarks = self.timer_store.watermarks()
+        for key, state in folded.items():
+            self.timers.set(key, state.get("silence_due"), (GPS.name, self._partition_of[key]))
+        moved = gps_watermarks(result, self.watermarks, self.projection.ctx.allowed_lateness_ms, GPS.name)
+        alerts: list[dict[str, Any]] = []
+        for where, mark in sorted(moved.items()):
+            partition = (GPS.name, int(where.rpartition(":")[2]))
+            due = self.timers.due(partition, mark)
+            if not due:
+                continue
+            known = {k: folded[k] for k in due if k in folded}
+            known.update(self._states([k for k in due if k not in known]))
+            fired, new = fire_silences(known, mark, self.projection.rules)
+            alerts += fired
+            for key, state in new.items():
+                folded[key] = state
+                self._partition_of[key] = partition[1]
+                self.timers.set(key, state.get("silence_due"), partition)
+        self.watermarks.update(moved)
+        return alerts, moved
+
     def park(self, records: list[SourceRecord], reason: str) -> Staged:
         failed_at = self._now()
         kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
-        return Staged(records, kafka, ([], [], []), Counts(records=len(records), dead_letters=len(records)))
+        return Staged(records, kafka, ([], [], [], [], {}), Counts(records=len(records), dead_letters=len(records)))
 
     def forget(self, partitions: Sequence[Partition] | None) -> None:
         with self._invalid_lock:

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from projections.alert_step import AlertProjection, fire_due, moved_watermarks
-from projections.geofence_step import GeofenceProjection
+from projections.geofence_step import GeofenceProjection, fire_silences, gps_watermarks
 from projections.keyed_batch import fold_batch
 from schemas.dead_letters import DeadLetter, SourceRecord
+from schemas.topics import GPS
 from streams.replay import read_topic
 
 
@@ -92,14 +93,28 @@ def replay_geofences(projection: GeofenceProjection, partitions: list[list[Sourc
                      batch: int = 2000) -> StreamReplay:
     out = StreamReplay()
     states = out.states
+    partition_of: dict[str, int] = {}
+    watermarks: dict[str, int] = {}
+    lateness = projection.ctx.allowed_lateness_ms
     for records in _batches(partitions, batch):
         result = fold_batch(projection, records, lambda keys: states)
         out.records += len(records)
         for key, f in result.folded.items():
             if f.changed and f.state is not None:
                 states[key] = f.state
+                partition_of[key] = result.partitions[key][1]
             out.outputs += f.outputs
         out.dead_letters += result.dead_letters
+        if projection.rules is None:
+            continue
+        moved = gps_watermarks(result, watermarks, lateness, GPS.name)
+        for where, mark in sorted(moved.items()):
+            p = int(where.rpartition(":")[2])
+            fired, new = fire_silences({k: states[k] for k, q in partition_of.items() if q == p}, mark,
+                                       projection.rules)
+            states.update(new)
+            out.outputs += [("alert", a) for a in fired]
+        watermarks.update(moved)
     return out
 
 

@@ -59,9 +59,11 @@ def geofence_projection(settings: Settings, codec: AvroCodec) -> Any:
     fences = load_fence_file(settings.fence_file)
     rules = load_rules_file(settings.alert_rules_file)
     soon = rules.by_kind("arriving-soon")
+    silent = rules.by_kind("gps-silent")
     eta = EtaSettings(DistanceSpeedEta(), soon_ms=round(soon.params.threshold_min * 60_000) if soon else None)
-    return GeofenceProjection(codec, FenceIndex(fences), GeoContext(fences, settings.geofence_lateness_ms, eta),
-                              KINDS, rules)
+    ctx = GeoContext(fences, settings.geofence_lateness_ms, eta,
+                     silence_ms=round(silent.params.silence_min * 60_000) if silent else None)
+    return GeofenceProjection(codec, FenceIndex(fences), ctx, KINDS, rules)
 
 
 def alert_projection(settings: Settings, codec: AvroCodec) -> Any:
@@ -95,6 +97,7 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
         return TelemetryAgent(codec, InfluxWriter(settings.influx_url, settings.influx_db),
                               RedisDriverPositions(redis_client, settings.redis_prefix), output, stats,
                               consumer=consumer, wall_clock_ms=wall_clock_ms)
+    from streams.runtime.timers import RedisTimers
     from streams.sinks.redis_alerts import RedisAlerts
 
     if name == "geofences":
@@ -105,12 +108,15 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
         return GeofenceAgent(codec, projection, RedisGeofenceStates(redis_client, settings.redis_prefix), output,
                              stats, consumer=consumer, wall_clock_ms=wall_clock_ms,
                              cache_keys=settings.state_cache_keys,
-                             alerts=RedisAlerts(redis_client, settings.redis_prefix))
+                             alerts=RedisAlerts(redis_client, settings.redis_prefix),
+                             timers=RedisTimers(redis_client, settings.redis_prefix, "geofence"))
     if name == "alerts":
         from streams.alert_agent import AlertAgent
+        from streams.runtime.timers import RedisTimers
         from streams.sinks.influx import InfluxWriter
 
         return AlertAgent(codec, alert_projection(settings, codec), RedisAlerts(redis_client, settings.redis_prefix),
+                          RedisTimers(redis_client, settings.redis_prefix, "alert"),
                           InfluxWriter(settings.influx_url, settings.influx_db), output, stats, consumer=consumer,
                           wall_clock_ms=wall_clock_ms, lateness_ms=settings.alert_lateness_ms,
                           cache_keys=settings.state_cache_keys)

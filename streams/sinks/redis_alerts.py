@@ -36,31 +36,10 @@ class RedisAlerts:
         raw = self.client.mget([self.state_key(k) for k in keys])
         return {k: orjson.loads(v) for k, v in zip(keys, raw, strict=True) if v is not None}
 
-    def timers_key(self, partition: tuple[str, int]) -> str:
-        return f"{self._p}:alert-timers:{partition[0]}:{partition[1]}"
-
-    def timers(self, partition: tuple[str, int]) -> dict[str, int]:
-        """The partition's timer index: state key -> next due time."""
-        return {m.decode(): int(score) for m, score in self.client.zrange(self.timers_key(partition), 0, -1,
-                                                                          withscores=True)}
-
-    def watermarks(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.client.hgetall(f"{self._p}:alert-watermarks").items()}
-
-    def save(self, states: Iterable[tuple[str, dict[str, Any], tuple[str, int], int | None]],
-             watermarks: Mapping[str, int], pipe: Any) -> None:
-        """States with their partition and next due time (None: no timer), and new watermarks."""
-        mapping = {}
-        for key, state, partition, due in states:
-            mapping[self.state_key(key)] = orjson.dumps(state)
-            if due is None:
-                pipe.zrem(self.timers_key(partition), key)
-            else:
-                pipe.zadd(self.timers_key(partition), {key: due})
+    def save(self, states: Iterable[tuple[str, dict[str, Any]]], pipe: Any) -> None:
+        mapping = {self.state_key(key): orjson.dumps(state) for key, state in states}
         if mapping:
             pipe.mset(mapping)
-        if watermarks:
-            pipe.hset(f"{self._p}:alert-watermarks", mapping=dict(watermarks))
 
     # ---------------------------------------------------------------- what people read
     def publish(self, alerts: Iterable[Mapping[str, Any]], pipe: Any) -> None:

@@ -86,10 +86,29 @@ def private_topics(bootstrap: str, tag: str, specs: Any) -> dict[str, str]:
 
     from infra.topics import ensure_topics
 
-    copies = [dataclasses.replace(spec, name=f"{spec.name}.it-{tag}") for spec in specs]
+    # Not compacted: a test reads every change, and with months-old event-time timestamps the broker
+    # would roll and compact segments within seconds.
+    copies = [dataclasses.replace(spec, name=f"{spec.name}.it-{tag}",
+                                  config={**spec.config, "cleanup.policy": "delete", "retention.ms": "-1"})
+              for spec in specs]
     problems = [p for r in ensure_topics(bootstrap, copies) for p in r.problems()]
     assert not problems, problems
+    _wait_for_leaders(bootstrap, [c.name for c in copies])
     return {spec.name: copy.name for spec, copy in zip(specs, copies, strict=True)}
+
+
+def _wait_for_leaders(bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
+    """New topics answer NOT_LEADER_FOR_PARTITION until their partitions have a leader."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def ready() -> bool:
+        topics = admin.list_topics(timeout=10).topics
+        return all(n in topics and topics[n].error is None and topics[n].partitions and
+                   all(p.leader >= 0 and p.error is None for p in topics[n].partitions.values()) for n in names)
+
+    wait_for(ready, timeout, f"leaders for {names}", interval=0.1)
 
 
 def delete_topics(bootstrap: str, names: Any) -> None:

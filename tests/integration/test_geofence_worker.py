@@ -19,7 +19,16 @@ import redis
 from config.settings import Settings
 from projections.geo import EARTH_RADIUS_M
 from schemas.codec import AvroCodec
-from schemas.topics import ALERTS, DEAD_LETTERS, GEOFENCE_TRANSITIONS, GPS, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
+from schemas.topics import (
+    ALERTS,
+    DEAD_LETTERS,
+    GEOFENCE_TRANSITIONS,
+    GPS,
+    ORDER_ETAS,
+    ORDER_EVENTS,
+    ORDER_STATE,
+    VAN_ORDERS,
+)
 from simulator.events import MINUTE, T0, order_story
 from streams.replay import read_topic
 from tests.integration.kafka_helpers import SyncProducer, delete_topics, private_topics, renames_env, wait_for
@@ -41,12 +50,13 @@ class Scenario:
         self.driver = f"DRV-{self.tag}"
         self.order_id = f"KLGEO{self.tag}"
         self.topics = private_topics(settings.kafka_bootstrap, self.tag, [ORDER_EVENTS, ORDER_STATE, VAN_ORDERS, GPS,
-                                                                          GEOFENCE_TRANSITIONS, ALERTS, DEAD_LETTERS])
+                                                                          GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS,
+                                                                          DEAD_LETTERS])
         self.env = {"KUAILV_PROFILE": "test", "KUAILV_CONSUMER_GROUP": f"kuailv-geo-{self.tag}",
                     "KUAILV_REDIS_PREFIX": f"geo{self.tag}", "KUAILV_WORKER_BATCH_SECONDS": "0.1",
                     "KUAILV_TOPIC_RENAMES": renames_env(self.topics)}
         self.settings = settings
-        self.codec = AvroCodec()
+        self.codec = AvroCodec(epoch_ms=True)
         self.producer = SyncProducer(settings.kafka_bootstrap)
         self.seq = 0
 
@@ -60,7 +70,7 @@ class Scenario:
     def mine(self, topic: str) -> list[dict[str, Any]]:
         out = []
         for rec in read_topic(self.settings.kafka_bootstrap, self.topics[topic], timeout_s=10):
-            if rec.key == self.driver.encode() or topic in (DEAD_LETTERS.name, ALERTS.name):
+            if rec.key == self.driver.encode() or topic in (DEAD_LETTERS.name, ALERTS.name, ORDER_ETAS.name):
                 out.append(self.codec.decode(rec.value).value)
         return out
 
@@ -137,10 +147,21 @@ def test_driver_state_is_in_redis(scenario: Any) -> None:
     assert state["late"] == 1 and state["sites"] == {} and state["pos"]
     stats = r.hgetall(f"geo{scenario.tag}:stats:geofences")
     assert int(stats[b"transitions_written"]) == 6 and int(stats[b"duplicates"]) >= 1
-    assert int(stats[b"alerts_written"]) == 2  # driver nearby: opened at the site, resolved on leaving
+    # driver nearby (opened at the site, resolved on leaving), arriving soon (opened by the ETA, resolved at the site)
+    assert int(stats[b"alerts_written"]) == 4
 
 
 def test_driver_nearby_notice_opened_and_resolved(scenario: Any) -> None:
     alerts = {a["alert_id"]: a for a in scenario.mine(ALERTS.name)}
     notice = alerts[f"driver-nearby/order/{scenario.order_id}#1"]
     assert notice["status"] == "RESOLVED" and notice["severity"] == "INFO" and notice["driver_id"] == scenario.driver
+    soon = alerts[f"arriving-soon/order/{scenario.order_id}#1"]
+    assert soon["status"] == "RESOLVED" and soon["resolved_at"] == notice["opened_at"]
+
+
+def test_eta_of_the_order_on_the_van(scenario: Any) -> None:
+    etas = [e for e in scenario.mine(ORDER_ETAS.name) if e["order_id"] == scenario.order_id]
+    assert etas and all(e["driver_id"] == scenario.driver and e["dispatch_count"] == 1 for e in etas)
+    r = redis.Redis(port=scenario.settings.redis_port)
+    last = orjson.loads(r.get(f"geo{scenario.tag}:eta:{scenario.order_id}"))
+    assert last["computed_at"] == max(e["computed_at"] for e in etas)

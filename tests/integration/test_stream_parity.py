@@ -22,6 +22,8 @@ import orjson
 import pytest
 
 from config.settings import Settings
+from projections.order_state import fold
+from projections.van_orders import van_order_records
 from schemas.codec import AvroCodec
 from schemas.topics import (
     ALERTS,
@@ -74,6 +76,26 @@ class Run:
         return [orjson.loads(line) for line in out.stdout.splitlines()]
 
 
+def silent_window(orders: list[tuple[str, dict[str, Any]]]) -> tuple[str, tuple[int, int]]:
+    """A driver and 15 minutes in which its GPS goes quiet with an order on board (GPS silent)."""
+    states: dict[str, Any] = {}
+    on_board: dict[tuple[str, str], int] = {}
+    for t, v in orders:
+        before = states.get(v["order_id"])
+        result = fold(before, t, v, trace=True)
+        previous = before["view"] if before else None
+        for view in result.views:
+            for vo in van_order_records(previous, view):
+                key = (vo["driver_id"], vo["order_id"])
+                if vo["state"] == "ON_BOARD":
+                    on_board[key] = vo["event_time"]
+                elif key in on_board and vo["event_time"] - on_board[key] >= 40 * 60_000:
+                    return vo["driver_id"], (on_board[key] + 5 * 60_000, on_board[key] + 20 * 60_000)
+            previous = view
+        states[v["order_id"]] = result.state
+    raise AssertionError("no order stayed 40 minutes on a van")
+
+
 @pytest.fixture(scope="module")
 def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     r = Run(stack)
@@ -83,6 +105,10 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     rng = random.Random(5)
     orders = [(t, v) for t, v in log if t not in KEYS]
     telemetry = [(t, v) for t, v in log if t in KEYS]
+    r.silent_driver, quiet = silent_window(orders)  # type: ignore[attr-defined]
+    r.quiet = quiet  # type: ignore[attr-defined]
+    telemetry = [(t, v) for t, v in telemetry if not (t == "GpsPing" and v["driver_id"] == r.silent_driver
+                                                      and quiet[0] <= v["event_time"] < quiet[1])]
     for i in sorted(rng.sample(range(len(telemetry) - 10), 50), reverse=True):  # re-published a few records later
         telemetry.insert(i + rng.randint(1, 8), telemetry[i])
     pings = [v for t, v in telemetry if t == "GpsPing"]
@@ -132,8 +158,7 @@ def test_geofence_transitions_agree(run: Run) -> None:
 
 
 def test_etas_agree(run: Run) -> None:
-    """The latest estimate per order (the compacted topic's meaning: with months-old event-time
-    timestamps the broker rolls and compacts segments at once, so only that is comparable)."""
+    """The current estimate per order, as a consumer of the compacted topic keeps it."""
     def latest(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Per order, the newest estimate of its newest dispatch (two vans' records interleave by timing)."""
         out: dict[str, dict[str, Any]] = {}
@@ -155,12 +180,26 @@ def test_alerts_agree(run: Run) -> None:
     for a in run.published(ALERTS):
         live[a["alert_id"]] = a
     replayed = {a["alert_id"]: a for a in run.replay("alerts")}
-    nearby = {k: v for k, v in live.items() if v["rule_id"] in ("driver-nearby", "arriving-soon")}
+    nearby = {k: v for k, v in live.items() if v["rule_id"] in ("driver-nearby", "arriving-soon", "gps-silent")}
     rules = {a["rule_id"] for a in live.values()}
     assert {"stock-shortage", "weight-deviation", "cold-chain-breach", "driver-nearby", "arriving-soon"} <= rules, rules
     assert {k: v for k, v in live.items() if k not in nearby} == replayed
     geo_alerts = {a["alert_id"]: a for a in run.replay("geofences") if a.pop("record_type") == "Alert"}
-    assert nearby == {k: v for k, v in geo_alerts.items()}
+    differ = {k: (nearby.get(k), geo_alerts.get(k)) for k in set(nearby) | set(geo_alerts)
+              if nearby.get(k) != geo_alerts.get(k)}
+    assert not differ, orjson.dumps(differ).decode()
+
+
+def test_gps_silence_opened_by_the_watermark_and_resolved_by_the_next_ping(run: Run) -> None:
+    records = [a for a in run.published(ALERTS) if a["rule_id"] == "gps-silent"]
+    latest = {a["alert_id"]: a for a in records}
+    quiet_from, quiet_to = run.quiet  # type: ignore[attr-defined]
+    mine = [a for a in records if a["driver_id"] == run.silent_driver  # type: ignore[attr-defined]
+            and quiet_from - 10_000 <= int(a["evidence"]["last_ping_at"]) < quiet_from]
+    assert [a["status"] for a in mine] == ["OPEN", "RESOLVED"], mine
+    assert mine[1]["evidence"]["cleared_by"] == "ping" and quiet_to <= mine[1]["resolved_at"] < quiet_to + 10_000
+    # the vans stopped after an accident with their goods on board are silent too, until re-dispatch
+    assert all(a["status"] == "RESOLVED" for a in latest.values())
 
 
 def test_late_ping_is_dead_lettered_once(run: Run) -> None:

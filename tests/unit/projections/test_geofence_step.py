@@ -107,3 +107,33 @@ def test_van_order_on_the_same_partition_makes_a_customer_site() -> None:
     result = fold_batch(p, records([van_order(at=0), *pings([9000] * 5)], start=0), lambda keys: {})
     site = result.folded["DRV-1"].state["sites"]["KL-1"]
     assert site["state"] == "ON_BOARD" and site["dispatch"] == 1 and site["version"] == 7
+
+
+def test_gps_silence_with_orders_on_board_opens_at_the_limit_and_resolves_on_the_next_ping() -> None:
+    from config.alert_rules import load_rules_file
+    from projections.geofence import GeoContext
+    from projections.geofence_step import fire_silences
+    from tests.unit.projections.geofence_builders import FENCES, T0
+
+    rules = load_rules_file()
+    ctx = GeoContext(FENCES, allowed_lateness_ms=30_000, silence_ms=10 * 60_000)
+    p = GeofenceProjection(CODEC, INDEX, ctx, {GPS: "GpsPing", VANS: "VanOrder"}, rules)
+    before = [ping(n, *east_of(WH, 5000 + n * 50), eid=f"s{n}") for n in range(8)]  # 70 s of pings, then quiet
+    after = [ping(n, *east_of(WH, 9000 + n * 50), at=T0 + 20 * 60_000 + n * 10_000, eid=f"r{n}") for n in range(8)]
+    first = fold_batch(p, records([van_order(at=T0 - 60_000), *before]), lambda keys: {})
+    state = first.folded["DRV-1"].state
+    due = state["silence_due"]
+    assert due == T0 + 70_000 + 10 * 60_000  # the newest ping seen + 10 min
+
+    # the engine's timer: another driver's pings move the partition's watermark past the due time
+    fired, new = fire_silences({"DRV-1": state}, due, rules)
+    assert [(a["alert_id"], a["status"], a["opened_at"]) for a in fired] == [
+        ("gps-silent/driver/DRV-1", "OPEN", due)]
+    assert fired[0]["evidence"]["orders"] == "KL-1" and new["DRV-1"]["silence_due"] is None
+
+    # the driver pings again: resolved at that ping (and without the timer, opened then resolved: same records)
+    for start in (new["DRV-1"], state):
+        resumed = fold_batch(p, records(after, start=100), lambda keys, s=start: {"DRV-1": s})
+        alerts = [a for kind, a in resumed.folded["DRV-1"].outputs if kind == "alert"]
+        assert alerts[-1]["status"] == "RESOLVED" and alerts[-1]["opened_at"] == due
+        assert alerts[-1]["resolved_at"] == T0 + 20 * 60_000
