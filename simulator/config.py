@@ -76,6 +76,9 @@ class SimulationConfig:
     p_refused: float = 0.02  # customer refuses at the door -> return
     p_damaged: float = 0.015  # goods damaged -> exception, claim opened and settled
     p_return_after_sign: float = 0.015  # signed, returned later
+    # Per driving leg to a customer, drawn from their own random stream (the rest of the day is unchanged):
+    p_traffic_jam: float = 0.01  # the van stands still 40-80 min on the way: its stops arrive late
+    p_gps_dropout: float = 0.01  # the driver app sends nothing for 12-20 min while driving (a dead zone)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -142,7 +142,14 @@ class Fleet:
             crash_s = None
             if may_crash and route.duration_s > 60 and rng.random() < self.config.p_accident:
                 crash_s = route.duration_s * rng.uniform(0.2, 0.8)
-            yield from self._drive(van, route, crash_s)
+            # Incidents come from a stream of their own, so enabling them leaves every other draw as it was.
+            incidents = random.Random(f"kuailv-incidents:{self.config.seed}:{o.order_id}:{van.driver.id}")
+            jam = dropout = None
+            if crash_s is None and route.duration_s > 120 and incidents.random() < self.config.p_traffic_jam:
+                jam = (route.duration_s * incidents.uniform(0.2, 0.8), int(incidents.uniform(40, 80) * MINUTE))
+            if route.duration_s > 120 and incidents.random() < self.config.p_gps_dropout:
+                dropout = (route.duration_s * incidents.uniform(0.1, 0.3), int(incidents.uniform(12, 20) * MINUTE))
+            yield from self._drive(van, route, crash_s, jam=jam, dropout=dropout)
             if crash_s is not None:
                 yield from self._crash(van, stops)
                 return
@@ -175,21 +182,32 @@ class Fleet:
 
     # -- GPS ------------------------------------------------------------------------------------
 
-    def _drive(self, van: Van, route: Route, until_s: float | None = None) -> Process:
-        """Move ``van`` along ``route`` (to its end, or stop after ``until_s``), pinging on the way."""
+    def _drive(self, van: Van, route: Route, until_s: float | None = None, *,
+               jam: tuple[float, int] | None = None, dropout: tuple[float, int] | None = None) -> Process:
+        """Move ``van`` along ``route`` (to its end, or stop after ``until_s``), pinging on the way.
+
+        ``jam`` = (seconds into the route, ms): the van stands still there that long (pings at 0 km/h);
+        ``dropout`` = (seconds into the route, ms): no pings for that long (the van keeps moving)."""
         engine = self.engine
         total_s = route.duration_s if until_s is None else until_s
         end_ms = int(total_s * 1000)
+        jam_at, jam_ms = (int(jam[0] * 1000), jam[1]) if jam else (end_ms + 1, 0)
+        quiet = (int(dropout[0] * 1000), int(dropout[0] * 1000) + dropout[1]) if dropout else (-1, -1)
         if end_ms > 0:
             t0 = engine.now
             t = t0
-            while t + self.interval_ms // 2 < t0 + end_ms:  # the arrival fix comes >= half an interval later
+            while t + self.interval_ms // 2 < t0 + end_ms + (jam_ms if t - t0 >= jam_at else 0):
                 if t > engine.now:
                     yield t
-                pos, speed, heading = route.at((t - t0) / 1000)
-                yield self._ping(van, pos, speed, heading)
+                elapsed = t - t0
+                moving = elapsed if elapsed < jam_at else max(jam_at, elapsed - jam_ms)
+                pos, speed, heading = route.at(moving / 1000)
+                if jam_at <= elapsed < jam_at + jam_ms:
+                    speed = 0.0
+                if not quiet[0] <= elapsed < quiet[1]:
+                    yield self._ping(van, pos, speed, heading)
                 t += self.interval_ms
-            yield t0 + end_ms
+            yield t0 + end_ms + (jam_ms if jam_at <= end_ms else 0)
             pos, _, heading = route.at(total_s)
             yield self._ping(van, pos, 0.0, heading)
         van.pos = route.points[-1] if until_s is None else route.at(total_s)[0]
