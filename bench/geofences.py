@@ -8,8 +8,9 @@ vertices, 100-600 m across) scattered over Beijing's 5th ring; vans drive straig
 Printed side by side, all in this run:
 
 * index only: ``FenceIndex.classify`` of every point in batches (the spatial part);
-* the step: ``fold_batch(GeofenceProjection)`` on framed Avro records (decode, validate, one
-  index query per batch, per-driver event-time fold, transitions), per GPS point;
+* the step: ``fold_batch(GeofenceProjection)`` on framed Avro records as the worker runs it (decode,
+  validate, one index query per batch, per-driver event-time fold, transitions, ETAs every 30 s of
+  event time, notices, GPS-silence checks), per GPS point;
 * the bare decode of the same records (``AvroCodec.decode``), the floor of any Python path;
 * a naive peer, the Traccar way: for each point, test every fence in Python (circles by
   haversine, polygons by ray casting), timed on a sample of points;
@@ -26,12 +27,15 @@ import resource
 import time
 from typing import Any
 
+from config.alert_rules import load_rules_file
+from projections.eta import DistanceSpeedEta
 from projections.fence_index import FenceIndex
 from projections.fences import FenceSet, load_fences
 from projections.geo import haversine_m
 from projections.geofence import GeoContext
 from projections.geofence_step import GeofenceProjection
 from projections.keyed_batch import fold_batch
+from projections.van_eta import EtaSettings
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from streams.runtime import tune_gc
@@ -150,10 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         codec.decode(r.value)
     decode_us = (time.perf_counter() - t) / n * 1e6
 
-    projection = GeofenceProjection(codec, index, GeoContext(fences), {GPS: "GpsPing", VANS: "VanOrder"})
+    rules = load_rules_file()
+    ctx = GeoContext(fences, eta=EtaSettings(DistanceSpeedEta()), silence_ms=10 * 60_000)  # as the worker runs it
+    projection = GeofenceProjection(codec, index, ctx, {GPS: "GpsPing", VANS: "VanOrder"}, rules)
     tune_gc()  # as the worker does
     states: dict[str, Any] = {}
-    transitions = late = 0
+    transitions = late = etas = alerts = 0
     batch_ms: list[float] = []
     t = time.perf_counter()
     for i in range(0, len(records), args.batch):
@@ -162,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
         for key, f in result.folded.items():
             if f.state is not None:
                 states[key] = f.state
-            transitions += len(f.outputs)
+            transitions += sum(kind == "transition" for kind, _ in f.outputs)
+            etas += sum(kind == "eta" for kind, _ in f.outputs)
+            alerts += sum(kind == "alert" for kind, _ in f.outputs)
         late += len(result.dead_letters)
         batch_ms.append((time.perf_counter() - b0) * 1000)
     step_s = time.perf_counter() - t
@@ -175,8 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     batch_ms.sort()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  index only (FenceIndex.classify):   {index_us:8.2f} us/point   ({hits:,} fence hits incl. bands)")
-    print(f"  geofence step (decode+index+fold):  {step_us:8.2f} us/point   = {1e6 / step_us:,.0f} points/s, "
-          f"{transitions:,} transitions, {late} dead letters")
+    print(f"  geofence step (decode+index+fold+ETA): {step_us:5.2f} us/point   = {1e6 / step_us:,.0f} points/s, "
+          f"{transitions:,} transitions, {etas:,} ETAs, {alerts:,} notices/alerts, {late} dead letters")
     print(f"  bare AvroCodec.decode:              {decode_us:8.2f} us/point")
     print(f"  naive loop over every fence:        {naive_us:8.0f} us/point   ({naive} hits on {len(sample)} points)")
     print(f"  ratios: step = {step_us / decode_us:.2f}x the bare decode; naive = {naive_us / step_us:,.0f}x the step, "

@@ -35,6 +35,7 @@ entering are not stored, so a step costs O(hits of its pings), not O(fences).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,13 +218,18 @@ def _ping(st: dict[str, Any], out: Stepped, ctx: GeoContext, driver: str, at: in
     sites = st["sites"]
     if sites:
         cs = ctx.fences.customer_sites
+        # A degree box first (cheap, never too small): only sites inside it get the great-circle test.
+        box_lat = cs.exit_m / 110_000.0
+        box_lng = box_lat / max(0.05, math.cos(math.radians(lat)))
         for oid, s in sites.items():
+            if abs(s["lat"] - lat) > box_lat or abs(s["lng"] - lng) > box_lng:
+                continue
             d = haversine_m(lat, lng, s["lat"], s["lng"])
             if d <= cs.exit_m:
                 zones[SITE_PREFIX + oid] = d <= cs.enter_m
     fences = st["fences"]
     by_id = ctx.by_id
-    for fid in sorted(set(zones) | set(fences)):
+    for fid in sorted(zones.keys() | fences.keys()) if len(zones) + len(fences) > 1 else (*zones, *fences):
         zone = zones.get(fid)  # True: in, False: band, None: out
         f = fences.get(fid)
         if f is None:
