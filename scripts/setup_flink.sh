@@ -46,8 +46,11 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
     exit 1
 fi
 java_major=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+# First line of `mvn -v` without a pipe that closes early (SIGPIPE + pipefail would trip the ERR trap).
+mvn_version=$(mvn -v 2>/dev/null || true)
+mvn_version=$(sed 's/\x1b\[[0-9;]*m//g' <<<"${mvn_version%%$'\n'*}")
 case "$java_major" in
-    11|17|21) echo "    java $java_major, $(mvn -v 2>/dev/null | head -1 | sed 's/\x1b\[[0-9;]*m//g')" ;;
+    11|17|21) echo "    java $java_major, $mvn_version" ;;
     *) echo "setup_flink.sh: FAILED: Flink 2.x needs Java 11, 17 or 21; java is '$java_major'" >&2; exit 1 ;;
 esac
 mapfile -t REQS < <("$PYTHON" -m infra.flink_env --requirements)
