@@ -34,13 +34,12 @@ from typing import Any
 from projections import cold_chain, order_rules
 from projections.alert_rules import RuleSet
 from projections.alerts import apply_changes
-from projections.keyed_batch import BatchResult, Folded, Keyed
+from projections.keyed_batch import BatchResult, Folded, Keyed, decode_as
 from projections.order_events import InvalidEvent
 from projections.order_state import fold
 from projections.order_step import decode_order_record
 from projections.telemetry import validate_sensor
 from schemas.dead_letters import DeadLetter, SourceRecord
-from schemas.errors import CodecError
 
 Input = tuple[str, dict[str, Any]]  # (record type, value)
 RECENT_IDS = 64  # a device's last reading ids: a re-published duplicate is a duplicate, not a late reading
@@ -122,14 +121,10 @@ class AlertProjection:
             if type(out) is DeadLetter:
                 return out
             return Keyed(f"order:{out.value['order_id']}", (out.record_type, out.value))  # type: ignore[union-attr]
-        try:
-            decoded = self.codec.decode(rec.value)
-        except CodecError as exc:
-            return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
+        decoded = decode_as(self.codec, rec, expected)
+        if type(decoded) is DeadLetter:
+            return decoded
         value = decoded.value
-        if decoded.record_type != expected:
-            return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
-                              value.get("event_id"), decoded.record_type, decoded.schema_id)
         key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
         try:
             if key != value["device_id"]:

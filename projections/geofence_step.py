@@ -19,11 +19,10 @@ from projections.alert_rules import RuleSet
 from projections.alerts import AlertChange, alert_id, apply_changes
 from projections.fence_index import FenceIndex
 from projections.geofence import GeoContext, on_board, step
-from projections.keyed_batch import BatchResult, Folded, Keyed
+from projections.keyed_batch import BatchResult, Folded, Keyed, decode_as
 from projections.order_events import InvalidEvent
 from projections.telemetry import _check_ids, validate_gps
 from schemas.dead_letters import DeadLetter, SourceRecord
-from schemas.errors import CodecError
 
 Input = tuple[str, dict[str, Any], Any]  # (record type, value, fence hits or None)
 
@@ -50,14 +49,10 @@ class GeofenceProjection:
 
     def decode(self, rec: SourceRecord) -> Keyed[Input] | DeadLetter:
         expected = self.kinds[rec.topic]
-        try:
-            decoded = self.codec.decode(rec.value)
-        except CodecError as exc:
-            return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
+        decoded = decode_as(self.codec, rec, expected)
+        if type(decoded) is DeadLetter:
+            return decoded
         value = decoded.value
-        if decoded.record_type != expected:
-            return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
-                              value.get("event_id"), decoded.record_type, decoded.schema_id)
         key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
         try:
             if key != value["driver_id"]:

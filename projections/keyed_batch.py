@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Protocol, TypeVar
 
 from schemas.dead_letters import DeadLetter, SourceRecord
+from schemas.errors import CodecError
 
 S = TypeVar("S")  # a key's state
 E = TypeVar("E")  # a decoded event
@@ -143,6 +144,19 @@ def fold_batch(projection: KeyedProjection[S, E], records: Sequence[SourceRecord
         dead.extend(f.dead_letters)
     counts.dead_letters = len(dead)
     return BatchResult(folded, dead, counts, partitions)
+
+
+def decode_as(codec: Any, rec: SourceRecord, expected: str) -> Any:
+    """``codec.decode`` of a record that must be an ``expected`` record (e.g. ``GpsPing``): the
+    ``Decoded``, or the ``DeadLetter`` saying why not (undecodable, or another record type)."""
+    try:
+        decoded = codec.decode(rec.value)
+    except CodecError as exc:
+        return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
+    if decoded.record_type != expected:
+        return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
+                          decoded.value.get("event_id"), decoded.record_type, decoded.schema_id)
+    return decoded
 
 
 def processing_error(rec: SourceRecord, reason: str, event: Any = None) -> DeadLetter:

@@ -7,11 +7,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from projections.keyed_batch import Folded, Keyed
+from projections.keyed_batch import Folded, Keyed, decode_as
 from projections.order_events import InvalidEvent
 from projections.timefmt import ms
 from schemas.dead_letters import DeadLetter, SourceRecord
-from schemas.errors import CodecError
 
 Reading = tuple[str, dict[str, Any]]  # (record type, decoded value)
 
@@ -87,14 +86,10 @@ class TelemetryProjection:
 
     def decode(self, rec: SourceRecord) -> Keyed[Reading] | DeadLetter:
         expected, key_field = self.kinds[rec.topic]
-        try:
-            decoded = self.codec.decode(rec.value)
-        except CodecError as exc:
-            return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
+        decoded = decode_as(self.codec, rec, expected)
+        if type(decoded) is DeadLetter:
+            return decoded
         value = decoded.value
-        if decoded.record_type != expected:
-            return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
-                              value.get("event_id"), decoded.record_type, decoded.schema_id)
         key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
         try:
             if key != value[key_field]:

@@ -19,17 +19,16 @@ agent consumes in the main group.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from projections.alert_step import AlertProjection, fire_due, moved_watermarks, next_due
-from projections.keyed_batch import Counts, fold_batch, processing_error
+from projections.keyed_batch import fold_batch
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, ORDER_EVENTS, SENSORS
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.state_cache import Entry, StateCache
+from streams.runtime.keyed_states import CachedStates, parked
 from streams.runtime.timers import PartitionTimers, RedisTimers
 from streams.sinks.influx import InfluxWriter, alert_line
 from streams.sinks.kafka_output import Output
@@ -57,34 +56,15 @@ class AlertAgent:
         self.consumer = consumer
         self.lateness_ms = lateness_ms
         self._now = wall_clock_ms  # only for DeadLetter.failed_at
-        self.cache: StateCache[dict[str, Any]] = StateCache(cache_keys)
+        self._states: CachedStates[dict[str, Any]] = CachedStates(store.load, cache_keys)
         self.timer_store = timers
         self.watermarks: dict[str, int] | None = None  # "topic:partition" -> ms; loaded on the first batch
         self.timers = PartitionTimers(timers.load)
-        self._invalid: list[Sequence[Partition] | None] = []
-        self._invalid_lock = threading.Lock()
-
-    def _states(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        missing = []
-        for key in keys:
-            entry = self.cache.get(key)
-            if entry is None:
-                missing.append(key)
-            else:
-                out[key] = entry.state
-        if missing:
-            out.update(self.store.load(missing))
-        return out
 
     def process(self, records: list[SourceRecord]) -> Staged:
-        if self._invalid:
-            with self._invalid_lock:
-                todo, self._invalid = self._invalid, []
-            for partitions in todo:
-                self.cache.clear() if partitions is None else self.cache.drop_partitions(partitions)
-                self.watermarks = None  # reload: another worker may have moved them
-                self.timers.forget(partitions)
+        for partitions in self._states.apply_invalidations():
+            self.watermarks = None  # reload: another worker may have moved them
+            self.timers.forget(partitions)
         if self.watermarks is None:
             self.watermarks = self.timer_store.watermarks()
         result = fold_batch(self.projection, records, self._states)
@@ -109,7 +89,7 @@ class AlertAgent:
                 kafka.append(d.encode(self.codec, self.consumer, failed_at))
         saves = [(key, state, part, next_due(state)) for key, (state, part) in changed.items()]
         for key, state, part, _ in saves:
-            self.cache.put(key, Entry(state, part))
+            self._states.put(key, state, part)
         counts = result.counts
         counts.alerts_written = len(alerts)
         return Staged(records, kafka, (saves, moved, alerts), counts)
@@ -143,13 +123,10 @@ class AlertAgent:
         pipe.execute()
 
     def park(self, records: list[SourceRecord], reason: str) -> Staged:
-        failed_at = self._now()
-        kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
-        return Staged(records, kafka, ([], {}, []), Counts(records=len(records), dead_letters=len(records)))
+        return parked(records, reason, self.codec, self.consumer, self._now(), ([], {}, []))
 
     def forget(self, partitions: Sequence[Partition] | None) -> None:
-        with self._invalid_lock:
-            self._invalid.append(None if partitions is None else list(partitions))
+        self._states.forget(partitions)
 
     def close(self) -> None:
         self.influx.close()

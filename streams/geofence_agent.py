@@ -20,17 +20,16 @@ by driver, same partition count), which cooperative-sticky does not guarantee.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from projections.geofence_step import GeofenceProjection, fire_silences, gps_watermarks
-from projections.keyed_batch import Counts, fold_batch, processing_error
+from projections.keyed_batch import fold_batch
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, VAN_ORDERS
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.state_cache import Entry, StateCache
+from streams.runtime.keyed_states import CachedStates, parked
 from streams.runtime.timers import PartitionTimers, RedisTimers
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
@@ -60,33 +59,14 @@ class GeofenceAgent:
         self.stats = stats
         self.consumer = consumer
         self._now = wall_clock_ms  # only for DeadLetter.failed_at
-        self.cache: StateCache[dict[str, Any]] = StateCache(cache_keys)
-        self._invalid: list[Sequence[Partition] | None] = []
+        self._states: CachedStates[dict[str, Any]] = CachedStates(store.load, cache_keys)
         self._partition_of: dict[str, int] = {}  # driver -> its partition number (both inputs)
-        self._invalid_lock = threading.Lock()
-
-    def _states(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        missing = []
-        for key in keys:
-            entry = self.cache.get(key)
-            if entry is None:
-                missing.append(key)
-            else:
-                out[key] = entry.state
-        if missing:
-            out.update(self.store.load(missing))
-        return out
 
     def process(self, records: list[SourceRecord]) -> Staged:
-        if self._invalid:
-            with self._invalid_lock:
-                todo, self._invalid = self._invalid, []
-            for partitions in todo:
-                self.cache.clear() if partitions is None else self.cache.drop_partitions(partitions)
-                self.watermarks = None
-                if self.timers is not None:
-                    self.timers.forget(None if partitions is None else [(GPS.name, p) for _, p in partitions])
+        for partitions in self._states.apply_invalidations():
+            self.watermarks = None
+            if self.timers is not None:
+                self.timers.forget(None if partitions is None else [(GPS.name, p) for _, p in partitions])
         result = fold_batch(self.projection, records, self._states)
         folded = {k: f.state for k, f in result.folded.items() if f.changed and f.state is not None}
         silence_alerts, moved = self._silences(result, folded)
@@ -117,18 +97,18 @@ class GeofenceAgent:
                                   value["updated_at"]))
                     alerts.append(value)
             states.append((key, f.state))
-            entries.append((key, Entry(f.state, result.partitions[key])))
+            entries.append((key, f.state, result.partitions[key]))
         for key, state in folded.items():  # drivers only woken by a timer
             if key not in result.folded:
                 states.append((key, state))
-                entries.append((key, Entry(state, (GPS.name, self._partition_of[key]))))
+                entries.append((key, state, (GPS.name, self._partition_of[key])))
         if result.dead_letters:
             failed_at = self._now()
             for d in result.dead_letters:
                 log.warning("dead letter: %s", d)
                 kafka.append(d.encode(self.codec, self.consumer, failed_at))
-        for key, entry in entries:
-            self.cache.put(key, entry)
+        for key, state, partition in entries:
+            self._states.put(key, state, partition)
         counts = result.counts
         counts.transitions_written = transitions
         counts.alerts_written = len(alerts)
@@ -182,13 +162,10 @@ class GeofenceAgent:
         return alerts, moved
 
     def park(self, records: list[SourceRecord], reason: str) -> Staged:
-        failed_at = self._now()
-        kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
-        return Staged(records, kafka, ([], [], [], [], {}), Counts(records=len(records), dead_letters=len(records)))
+        return parked(records, reason, self.codec, self.consumer, self._now(), ([], [], [], [], {}))
 
     def forget(self, partitions: Sequence[Partition] | None) -> None:
-        with self._invalid_lock:
-            self._invalid.append(None if partitions is None else list(partitions))
+        self._states.forget(partitions)
 
     def close(self) -> None:
         return None

@@ -18,18 +18,18 @@ The hot-path pattern (``docs/hot-path.md``) for one projection:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from projections.keyed_batch import Counts, fold_batch, processing_error
+from projections.keyed_batch import fold_batch
 from projections.order_state import State
 from projections.order_step import OrderProjection
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.state_cache import Entry, StateCache
+from streams.runtime.keyed_states import CachedStates, parked
+from streams.runtime.state_cache import Entry
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_orders import OrderWrite, RedisOrderStore
 
@@ -49,28 +49,11 @@ class OrderStateAgent:
         self.stats = stats  # streams.sinks.stats.StatsSink
         self.consumer = consumer
         self._now = wall_clock_ms  # only for DeadLetter.failed_at; decisions use event time
-        self.cache: StateCache[State] = StateCache(cache_keys)
-        # Invalidations arrive from the sink thread and the consumer callbacks; the cache is only ever
-        # touched by the main thread, which applies them before it folds the next batch.
-        self._invalid: list[tuple[str, Any]] = []
-        self._invalid_lock = threading.Lock()
-
-    def _states(self, keys: Sequence[str]) -> dict[str, State]:
-        out: dict[str, State] = {}
-        missing = []
-        for key in keys:
-            entry = self.cache.get(key)
-            if entry is None:
-                missing.append(key)
-            else:
-                out[key] = entry.state
-        if missing:
-            out.update(self.store.load(missing))
-        return out
+        self._states: CachedStates[State] = CachedStates(store.load, cache_keys)
+        self.cache = self._states.cache  # states, with each one's encoded view as its memo
 
     def process(self, records: list[SourceRecord]) -> Staged:
-        if self._invalid:
-            self._apply_invalidations()
+        self._states.apply_invalidations()
         result = fold_batch(self.projection, records, self._states)
         kafka: list[tuple[str, bytes, bytes]] = []
         writes: list[OrderWrite] = []
@@ -116,28 +99,13 @@ class OrderStateAgent:
             # Another worker wrote a newer state (we lost the partition): forget ours.
             ids = [r.decode() if isinstance(r, bytes) else r for r in refused]
             log.warning("redis refused %d stale order writes (e.g. %s): reloading them", len(ids), ids[:3])
-            with self._invalid_lock:
-                self._invalid.append(("keys", ids))
+            self._states.discard(ids)
 
     def park(self, records: list[SourceRecord], reason: str) -> Staged:
-        failed_at = self._now()
-        kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
-        return Staged(records, kafka, [], Counts(records=len(records), dead_letters=len(records)))
+        return parked(records, reason, self.codec, self.consumer, self._now(), [])
 
     def forget(self, partitions: Sequence[Partition] | None) -> None:
-        with self._invalid_lock:
-            self._invalid.append(("all", None) if partitions is None else ("partitions", list(partitions)))
-
-    def _apply_invalidations(self) -> None:
-        with self._invalid_lock:
-            todo, self._invalid = self._invalid, []
-        for kind, what in todo:
-            if kind == "all":
-                self.cache.clear()
-            elif kind == "partitions":
-                self.cache.drop_partitions(what)
-            else:
-                self.cache.discard(what)
+        self._states.forget(partitions)
 
     def close(self) -> None:
         return None

@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from projections.keyed_batch import Counts, fold_batch, processing_error
+from projections.keyed_batch import fold_batch
 from projections.telemetry import TelemetryProjection, latest_by
 from schemas.codec import AvroCodec
 from schemas.dead_letters import DeadLetter, SourceRecord
 from schemas.topics import GPS, SENSORS
 from streams.runtime.batch_loop import Partition, Staged
+from streams.runtime.keyed_states import parked
 from streams.sinks.influx import InfluxWriter, gps_line, sensor_line
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_positions import RedisDriverPositions
@@ -83,9 +84,7 @@ class TelemetryAgent:
         pipe.execute()
 
     def park(self, records: list[SourceRecord], reason: str) -> Staged:
-        failed_at = self._now()
-        kafka = [processing_error(rec, reason).encode(self.codec, self.consumer, failed_at) for rec in records]
-        return Staged(records, kafka, ([], []), Counts(records=len(records), dead_letters=len(records)))
+        return parked(records, reason, self.codec, self.consumer, self._now(), ([], []))
 
     def forget(self, partitions: Sequence[Partition] | None) -> None:
         return None  # stateless
