@@ -20,6 +20,7 @@ the worker's step, in chunks.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -229,7 +230,7 @@ def read_topic_batches(bootstrap: str, topic: str, partitions: Iterable[int] | N
         ends: dict[int, int] = {}
         assign = []
         for p in wanted:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), timeout_s)
             if high > low:
                 ends[p] = high
                 assign.append(TopicPartition(topic, p, OFFSET_BEGINNING))
@@ -258,6 +259,23 @@ def read_topic_batches(bootstrap: str, topic: str, partitions: Iterable[int] | N
                 yield out
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Any, tp: Any, timeout_s: float) -> tuple[int, int]:
+    """A partition's low and high offsets, waiting out a retriable error: a topic created a moment ago
+    can answer NOT_LEADER_FOR_PARTITION while its metadata already names a leader."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    waiting = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.code() in waiting or error.retriable()) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[SourceRecord]:
