@@ -34,8 +34,7 @@ from typing import Any
 from projections import cold_chain, order_rules
 from projections.alert_rules import RuleSet
 from projections.alerts import apply_changes
-from projections.keyed_batch import BatchResult, Folded, Keyed, decode_as
-from projections.order_events import InvalidEvent
+from projections.keyed_batch import BatchResult, Folded, Keyed, decode_checked, skip_applied
 from projections.order_state import fold
 from projections.order_step import decode_order_record
 from projections.telemetry import validate_sensor
@@ -121,31 +120,14 @@ class AlertProjection:
             if type(out) is DeadLetter:
                 return out
             return Keyed(f"order:{out.value['order_id']}", (out.record_type, out.value))  # type: ignore[union-attr]
-        decoded = decode_as(self.codec, rec, expected)
+        decoded = decode_checked(self.codec, rec, expected, "device_id", validate_sensor)
         if type(decoded) is DeadLetter:
             return decoded
-        value = decoded.value
-        key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
-        try:
-            if key != value["device_id"]:
-                raise InvalidEvent(f"message key {key!r} is not the device_id {value['device_id']!r}")
-            validate_sensor(value)
-        except (InvalidEvent, KeyError, TypeError) as exc:
-            return DeadLetter(rec, "INVALID_EVENT", str(exc), value.get("event_id"), decoded.record_type,
-                              decoded.schema_id)
-        return Keyed(f"device:{key}", (decoded.record_type, value))
+        return Keyed(f"device:{decoded.value['device_id']}", (decoded.record_type, decoded.value))
 
     def fold(self, key: str, state: dict[str, Any] | None, items: Sequence[tuple[SourceRecord, Input]]) -> Folded:
         st = _copy(state)
-        fresh = []
-        duplicates = 0
-        for rec, ev in items:
-            where = f"{rec.topic}:{rec.partition}"
-            if rec.offset <= st["pos"].get(where, -1):
-                duplicates += 1
-                continue
-            st["pos"][where] = rec.offset
-            fresh.append((rec, ev))
+        st["pos"], fresh, duplicates = skip_applied(st["pos"], items)
         if not fresh:
             return Folded(state, duplicates=duplicates)
         if key.startswith("order:"):

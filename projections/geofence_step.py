@@ -19,7 +19,7 @@ from projections.alert_rules import RuleSet
 from projections.alerts import AlertChange, alert_id, apply_changes
 from projections.fence_index import FenceIndex
 from projections.geofence import GeoContext, on_board, step
-from projections.keyed_batch import BatchResult, Folded, Keyed, decode_as
+from projections.keyed_batch import BatchResult, Folded, Keyed, decode_checked, skip_applied
 from projections.order_events import InvalidEvent
 from projections.telemetry import _check_ids, validate_gps
 from schemas.dead_letters import DeadLetter, SourceRecord
@@ -49,19 +49,10 @@ class GeofenceProjection:
 
     def decode(self, rec: SourceRecord) -> Keyed[Input] | DeadLetter:
         expected = self.kinds[rec.topic]
-        decoded = decode_as(self.codec, rec, expected)
+        decoded = decode_checked(self.codec, rec, expected, "driver_id", self._validate[expected])
         if type(decoded) is DeadLetter:
             return decoded
-        value = decoded.value
-        key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
-        try:
-            if key != value["driver_id"]:
-                raise InvalidEvent(f"message key {key!r} is not the driver_id {value['driver_id']!r}")
-            self._validate[expected](value)
-        except (InvalidEvent, KeyError, TypeError) as exc:
-            return DeadLetter(rec, "INVALID_EVENT", str(exc), value.get("event_id"), decoded.record_type,
-                              decoded.schema_id)
-        return Keyed(key, (decoded.record_type, value, None))
+        return Keyed(decoded.value["driver_id"], (decoded.record_type, decoded.value, None))
 
     def prepare(self, by_key: dict[str, list[tuple[SourceRecord, Input]]]) -> None:
         lats: list[float] = []
@@ -80,16 +71,7 @@ class GeofenceProjection:
                     items[i] = (rec, (record_type, value, next(hits)))
 
     def fold(self, key: str, state: dict[str, Any] | None, items: Sequence[tuple[SourceRecord, Input]]) -> Folded:
-        positions: dict[str, int] = dict(state["pos"]) if state else {}
-        fresh: list[tuple[SourceRecord, Input]] = []
-        duplicates = 0
-        for rec, ev in items:
-            where = f"{rec.topic}:{rec.partition}"
-            if rec.offset <= positions.get(where, -1):
-                duplicates += 1
-                continue
-            positions[where] = rec.offset
-            fresh.append((rec, ev))
+        positions, fresh, duplicates = skip_applied(state["pos"] if state else {}, items)
         if not fresh:
             return Folded(state, duplicates=duplicates)
         out = step(state, [ev for _, ev in fresh], self.ctx)

@@ -159,6 +159,45 @@ def decode_as(codec: Any, rec: SourceRecord, expected: str) -> Any:
     return decoded
 
 
+def decode_checked(codec: Any, rec: SourceRecord, expected: str, key_field: str,
+                   validate: Callable[[Mapping[str, Any]], None] | None = None) -> Any:
+    """``decode_as`` plus the checks every keyed input needs: the message key is the record's
+    ``key_field`` (else the partitioning is wrong), and ``validate`` (raising ``InvalidEvent``)
+    accepts it. A failure is an ``INVALID_EVENT`` dead letter."""
+    from projections.order_events import InvalidEvent
+
+    decoded = decode_as(codec, rec, expected)
+    if type(decoded) is DeadLetter:
+        return decoded
+    value = decoded.value
+    key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+    try:
+        if key != value[key_field]:
+            raise InvalidEvent(f"message key {key!r} is not the {key_field} {value[key_field]!r}")
+        if validate is not None:
+            validate(value)
+    except (InvalidEvent, KeyError, TypeError) as exc:
+        return DeadLetter(rec, "INVALID_EVENT", str(exc), value.get("event_id"), decoded.record_type,
+                          decoded.schema_id)
+    return decoded
+
+
+def skip_applied(positions: Mapping[str, int], items: Sequence[tuple[SourceRecord, E]]
+                 ) -> tuple[dict[str, int], list[tuple[SourceRecord, E]], int]:
+    """At-least-once input: drop the records at or below the last offset a key's state has applied
+    per source partition (``positions``: ``"topic:partition"`` -> offset). Returns the new positions,
+    the records still to apply and how many were skipped."""
+    new = dict(positions)
+    fresh: list[tuple[SourceRecord, E]] = []
+    for rec, ev in items:
+        where = f"{rec.topic}:{rec.partition}"
+        if rec.offset <= new.get(where, -1):
+            continue
+        new[where] = rec.offset
+        fresh.append((rec, ev))
+    return new, fresh, len(items) - len(fresh)
+
+
 def processing_error(rec: SourceRecord, reason: str, event: Any = None) -> DeadLetter:
     """A record parked because our own code failed on it (event details when decoded)."""
     value = getattr(event, "value", None)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from projections.keyed_batch import Folded, Keyed, decode_as
+from projections.keyed_batch import Folded, Keyed, decode_checked
 from projections.order_events import InvalidEvent
 from projections.timefmt import ms
 from schemas.dead_letters import DeadLetter, SourceRecord
@@ -86,19 +86,10 @@ class TelemetryProjection:
 
     def decode(self, rec: SourceRecord) -> Keyed[Reading] | DeadLetter:
         expected, key_field = self.kinds[rec.topic]
-        decoded = decode_as(self.codec, rec, expected)
+        decoded = decode_checked(self.codec, rec, expected, key_field, self._validate[expected])
         if type(decoded) is DeadLetter:
             return decoded
-        value = decoded.value
-        key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
-        try:
-            if key != value[key_field]:
-                raise InvalidEvent(f"message key {key!r} is not the {key_field} {value[key_field]!r}")
-            self._validate[expected](value)
-        except InvalidEvent as exc:
-            return DeadLetter(rec, "INVALID_EVENT", str(exc), value["event_id"], decoded.record_type,
-                              decoded.schema_id)
-        return Keyed(key, (decoded.record_type, value))
+        return Keyed(decoded.value[key_field], (decoded.record_type, decoded.value))
 
     def fold(self, key: str, state: None, items: Sequence[tuple[SourceRecord, Reading]]) -> Folded[None]:
         return Folded(None, outputs=list(items), applied=len(items))
