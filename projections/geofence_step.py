@@ -21,14 +21,14 @@ from projections.fence_index import FenceIndex
 from projections.geofence import GeoContext, on_board, step
 from projections.keyed_batch import BatchResult, Folded, Keyed, decode_checked, skip_applied
 from projections.order_events import InvalidEvent
-from projections.telemetry import _check_ids, validate_gps
+from projections.telemetry import check_ids, validate_gps
 from schemas.dead_letters import DeadLetter, SourceRecord
 
 Input = tuple[str, dict[str, Any], Any]  # (record type, value, fence hits or None)
 
 
 def validate_van_order(v: Mapping[str, Any]) -> None:
-    _check_ids(v, "driver_id", "vehicle_id", "order_id")
+    check_ids(v, "driver_id", "vehicle_id", "order_id")
     d = v["destination"]
     if not (-90.0 <= d["lat"] <= 90.0 and -180.0 <= d["lng"] <= 180.0):
         raise InvalidEvent(f"order {v['order_id']}: destination ({d['lat']}, {d['lng']}) is not a coordinate")

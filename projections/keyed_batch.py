@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Protocol, TypeVar
 
+from projections.order_events import InvalidEvent
 from schemas.dead_letters import DeadLetter, SourceRecord
 from schemas.errors import CodecError
 
@@ -164,8 +165,6 @@ def decode_checked(codec: Any, rec: SourceRecord, expected: str, key_field: str,
     """``decode_as`` plus the checks every keyed input needs: the message key is the record's
     ``key_field`` (else the partitioning is wrong), and ``validate`` (raising ``InvalidEvent``)
     accepts it. A failure is an ``INVALID_EVENT`` dead letter."""
-    from projections.order_events import InvalidEvent
-
     decoded = decode_as(codec, rec, expected)
     if type(decoded) is DeadLetter:
         return decoded

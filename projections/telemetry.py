@@ -19,7 +19,7 @@ MAX_SPEED_KMH = 200.0
 _ID = re.compile(r"[\w.\-:@/]{1,128}")
 
 
-def _check_ids(r: Mapping[str, Any], *names: str) -> None:
+def check_ids(r: Mapping[str, Any], *names: str) -> None:
     for name in names:
         value = r.get(name)
         if value is not None and not _ID.fullmatch(value):
@@ -34,7 +34,7 @@ def _finite(record: Mapping[str, Any], *names: str) -> None:
 
 
 def validate_gps(p: Mapping[str, Any]) -> None:
-    _check_ids(p, "driver_id", "vehicle_id")
+    check_ids(p, "driver_id", "vehicle_id")
     _finite(p, "lat", "lng", "speed_kmh", "heading_deg", "accuracy_m")
     if not (-90.0 <= p["lat"] <= 90.0 and -180.0 <= p["lng"] <= 180.0):
         raise InvalidEvent(f"driver {p['driver_id']}: ({p['lat']}, {p['lng']}) is not a coordinate")
@@ -49,7 +49,7 @@ def validate_gps(p: Mapping[str, Any]) -> None:
 
 
 def validate_sensor(r: Mapping[str, Any]) -> None:
-    _check_ids(r, "device_id", "vehicle_id", "warehouse_id")
+    check_ids(r, "device_id", "vehicle_id", "warehouse_id")
     _finite(r, "temperature_c", "humidity_pct")
     if not -60.0 <= r["temperature_c"] <= 80.0:
         raise InvalidEvent(f"device {r['device_id']}: {r['temperature_c']} °C is outside the sensor's range")
