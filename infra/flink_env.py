@@ -40,7 +40,7 @@ KAFKA_CONNECTOR_VERSION = "5.0.0-2.2"
 # What jobs/ needs from the project's own dependencies, installed into .venv-flink with the
 # version pyproject.toml pins (the project itself goes in with --no-deps). Add scikit-learn here
 # when jobs run models/: it resolves against Flink's numpy<2.2.
-JOB_PROJECT_DEPS = ("fastavro", "orjson")
+JOB_PROJECT_DEPS = ("fastavro", "orjson", "shapely")  # what jobs/ import besides pyflink
 CONNECTOR_JAR = f"flink-sql-connector-kafka-{KAFKA_CONNECTOR_VERSION}.jar"
 UDF_JAR = "kuailv-flink-kafka.jar"
 

@@ -143,6 +143,13 @@ class AlertProjection:
         dup = 0
         fold_state = st.get("fold")
         for event_type, event in events:
+            if st["timers"] and fold_state is not None:
+                # The order's own event proves its time passed these timers: fire them on the view as it
+                # was at the due time, before applying the event, as the partition's watermark would have
+                # done had it passed them first. So the alert does not depend on where the engine cut
+                # its batches (the watermark moves per batch).
+                st["fold"] = fold_state
+                records += fire_timers(st, event["event_time"], self.rules)
             before = fold_state["view"] if fold_state else None
             result = fold(fold_state, event_type, event, trace=True)
             fold_state = result.state
@@ -151,11 +158,11 @@ class AlertProjection:
                 records += apply_changes(st["alerts"], order_rules.changes(before, view, self.rules,
                                                                             view["updated_at"]))
                 before = view
+            if result.views:
+                fired = st["fired"]
+                st["timers"] = {r: at for r, at in order_rules.due_timers(before, self.rules).items()
+                                if fired.get(r) != at}
         st["fold"] = fold_state
-        view = fold_state["view"] if fold_state else None
-        if view is not None:
-            fired = st["fired"]
-            st["timers"] = {r: at for r, at in order_rules.due_timers(view, self.rules).items() if fired.get(r) != at}
         return records, dup
 
     def _readings(self, st: dict[str, Any], items: list[tuple[SourceRecord, Input]]

@@ -8,9 +8,9 @@ worker's ``geofences`` and ``alerts`` agents (``projections.geofence_step``,
   merged **per partition by Kafka timestamp** (event time: producers set it), each topic-partition
   kept in offset order, which is the order a live worker sees when the inputs are timely
   (dispatch long before arrival);
-* batches are folded with ``fold_batch``; for alerts, each partition's event-time watermark and
-  the timers it makes due are handled exactly as the agent does (``moved_watermarks``,
-  ``fire_due``), with the states in memory instead of Redis.
+* batches go through ``projections.timed_batch.TimedBatches`` (fold, then the event-time timers
+  the batch makes due: gps-silent, late delivery, stuck), as in the agents and the Flink job
+  (``jobs/timed_projection_job.py``), with the states in memory instead of Redis.
 
 The outputs are what the worker would have published: transitions and alert records in order,
 plus dead letters. History is held in memory (fine for days of a city's telemetry on one
@@ -25,11 +25,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from projections.alert_step import AlertProjection, fire_due, moved_watermarks
-from projections.geofence_step import GeofenceProjection, fire_silences, gps_watermarks
-from projections.keyed_batch import fold_batch
+from projections.alert_step import AlertProjection
+from projections.geofence_step import GeofenceProjection
+from projections.timed_batch import TimedBatches, alert_timing, geofence_timing
 from schemas.dead_letters import DeadLetter, SourceRecord
-from schemas.topics import GPS
 from streams.replay import read_topic
 
 
@@ -91,56 +90,27 @@ def _batches(partitions: list[list[SourceRecord]], size: int) -> Iterator[list[S
 
 def replay_geofences(projection: GeofenceProjection, partitions: list[list[SourceRecord]],
                      batch: int = 2000) -> StreamReplay:
-    out = StreamReplay()
-    states = out.states
-    partition_of: dict[str, int] = {}
-    watermarks: dict[str, int] = {}
-    lateness = projection.ctx.allowed_lateness_ms
-    for records in _batches(partitions, batch):
-        result = fold_batch(projection, records, lambda keys: states)
-        out.records += len(records)
-        for key, f in result.folded.items():
-            if f.changed and f.state is not None:
-                states[key] = f.state
-                partition_of[key] = result.partitions[key][1]
-            out.outputs += f.outputs
-        out.dead_letters += result.dead_letters
-        if projection.rules is None:
-            continue
-        moved = gps_watermarks(result, watermarks, lateness, GPS.name)
-        for where, mark in sorted(moved.items()):
-            p = int(where.rpartition(":")[2])
-            fired, new = fire_silences({k: states[k] for k, q in partition_of.items() if q == p}, mark,
-                                       projection.rules)
-            states.update(new)
-            out.outputs += [("alert", a) for a in fired]
-        watermarks.update(moved)
-    return out
+    return _replay(TimedBatches(projection, geofence_timing(projection)), partitions, batch)
 
 
 def replay_alerts(projection: AlertProjection, partitions: list[list[SourceRecord]], lateness_ms: int,
                   batch: int = 500) -> StreamReplay:
+    return _replay(TimedBatches(projection, alert_timing(projection, lateness_ms)), partitions, batch)
+
+
+def _replay(steps: TimedBatches, partitions: list[list[SourceRecord]], batch: int) -> StreamReplay:
+    """``TimedBatches.step`` over every batch, with the states, timer indexes and watermarks in memory."""
     out = StreamReplay()
     states = out.states
-    where_of: dict[str, str] = {}
+    indexes: dict[str, dict[str, int]] = {}
     watermarks: dict[str, int] = {}
     for records in _batches(partitions, batch):
-        result = fold_batch(projection, records, lambda keys: states)
+        stepped = steps.step(records, lambda keys: {k: states[k] for k in keys if k in states},
+                             lambda where: indexes.setdefault(where, {}), watermarks)
         out.records += len(records)
-        for key, f in result.folded.items():
-            if f.changed and f.state is not None:
-                states[key] = f.state
-                topic, partition = result.partitions[key]
-                where_of[key] = f"{topic}:{partition}"
-            out.outputs += [("alert", a) for a in f.outputs]
-        out.dead_letters += result.dead_letters
-        moved = moved_watermarks(result, watermarks, lateness_ms)
-        for where, mark in moved.items():
-            candidates = {k: states[k] for k, w in where_of.items() if w == where}
-            fired, new = fire_due(candidates, mark, projection.rules)
-            states.update(new)
-            out.outputs += [("alert", a) for a in fired]
-        watermarks.update(moved)
+        states.update(stepped.states)
+        out.outputs += stepped.outputs
+        out.dead_letters += stepped.dead_letters
     return out
 
 

@@ -24,7 +24,9 @@ import org.apache.flink.types.Row;
  *
  * <p>Emits {@code Row(partition_key STRING, batch BYTES)}: the key is {@code "topic[partition]"} (all
  * of an order's events are in one partition, so keying batches by it keeps every order on one
- * subtask); the batch is, big-endian: {@code int32 partition, int16 topic length, topic UTF-8}, then
+ * subtask), or, with {@code byPartitionNumber}, {@code "[partition]"}: co-partitioned input topics
+ * (GPS and van orders, both keyed by driver) then meet under one key, so one keyed state holds a
+ * driver's pings and orders. Batches stay per topic and partition either way. The batch is, big-endian: {@code int32 partition, int16 topic length, topic UTF-8}, then
  * per record {@code int64 offset, int64 timestamp, int32 key length (-1 = null), key, int32 value
  * length (-1 = null), value}. {@code jobs/flink_batches.py} reads it.
  *
@@ -41,15 +43,21 @@ public final class RecordBatcher extends AbstractStreamOperator<Row>
 
     private final int maxRecords;
     private final long maxDelayMs;
+    private final boolean byPartitionNumber;
     private transient Map<String, Batch> batches;
     private transient boolean timerSet;
 
     public RecordBatcher(int maxRecords, long maxDelayMs) {
+        this(maxRecords, maxDelayMs, false);
+    }
+
+    public RecordBatcher(int maxRecords, long maxDelayMs, boolean byPartitionNumber) {
         if (maxRecords < 1 || maxDelayMs < 1) {
             throw new IllegalArgumentException("RecordBatcher: maxRecords and maxDelayMs must be >= 1");
         }
         this.maxRecords = maxRecords;
         this.maxDelayMs = maxDelayMs;
+        this.byPartitionNumber = byPartitionNumber;
     }
 
     public static TypeInformation<Row> rowType() {
@@ -119,16 +127,19 @@ public final class RecordBatcher extends AbstractStreamOperator<Row>
     }
 
     private void emit(String key, Batch b) throws IOException {
-        output.collect(new StreamRecord<>(Row.of(key, b.bytes()), b.maxTimestamp));
+        String outKey = byPartitionNumber ? "[" + b.partition + "]" : key;
+        output.collect(new StreamRecord<>(Row.of(outKey, b.bytes()), b.maxTimestamp));
     }
 
     private static final class Batch {
         final ByteArrayOutputStream buf = new ByteArrayOutputStream(64 * 1024);
         final DataOutputStream out = new DataOutputStream(buf);
+        final int partition;
         int count;
         long maxTimestamp = Long.MIN_VALUE;
 
         Batch(String topic, int partition) throws IOException {
+            this.partition = partition;
             byte[] t = topic.getBytes(StandardCharsets.UTF_8);
             out.writeInt(partition);
             out.writeShort(t.length);
