@@ -107,7 +107,8 @@ def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings
 
     from schemas.topics import GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
     from streams import replay_streams
-    from streams.worker import alert_projection, geofence_projection, make_codec
+    from streams.projection_builders import alert_projection, geofence_projection
+    from streams.worker import make_codec
 
     if not args.topic:
         print(f"--projection {args.projection} replays from the topics: give --topic", file=sys.stderr)

@@ -106,13 +106,15 @@ class FoldOrderBatches(KeyedProcessFunction):
             yield write_outputs((routes.get(t, t), k, v) for t, k, v in outputs) if routes else write_outputs(outputs)
 
 
-def batched_by_partition(raw: DataStream, batch_size: int, batch_ms: int) -> KeyedStream:
-    """``raw`` (raw-record rows) as per-partition batches, keyed by partition, entirely in Java."""
+def batched_by_partition(raw: DataStream, batch_size: int, batch_ms: int, *,
+                         by_partition_number: bool = False) -> KeyedStream:
+    """``raw`` (raw-record rows) as per-partition batches, keyed by topic and partition (or by the partition
+    number alone, for co-partitioned inputs that must meet under one key), entirely in Java."""
     from infra.flink_kafka import batch_type, java_class
 
     gateway = get_gateway()
     batches = raw._j_data_stream.transform("batch records per partition", batch_type().get_java_type_info(),
-                                           java_class("RecordBatcher", batch_size, batch_ms))
+                                           java_class("RecordBatcher", batch_size, batch_ms, by_partition_number))
     batches.uid("batch-records")
     j_keyed = batches.keyBy(gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), raw)

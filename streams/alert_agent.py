@@ -35,7 +35,6 @@ from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
 
 log = logging.getLogger(__name__)
-KINDS = {ORDER_EVENTS.name: "OrderEvent", SENSORS.name: "SensorReading"}
 
 
 class AlertAgent:

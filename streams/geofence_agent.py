@@ -1,9 +1,9 @@
 """The geofence agent: GPS + van orders -> ``kuailv.geofence-transitions.v1`` (+ state in Redis).
 
-It also publishes the ETAs of the orders on each van (``kuailv.order-etas.v1``, Redis
-``eta:{order}``) and the customer notices on ``kuailv.alerts.v1``: "arriving in about 10
-minutes" (the ETA crossing the threshold) and "driver nearby" (the van entering the customer
-site, resolved when it leaves).
+It also publishes the tracking record of every order on each van, its ETA and the stage times
+derived from the van's geofences (``kuailv.order-etas.v1``, Redis ``eta:{order}``), and the
+customer notices on ``kuailv.alerts.v1``: "arriving in about 10 minutes" (the ETA crossing the
+threshold) and "driver nearby" (the van entering the customer site, resolved when it leaves).
 
 The hot-path pattern (``docs/hot-path.md``): ``process`` runs ``fold_batch`` with
 ``GeofenceProjection`` (one spatial-index query for the whole batch, then one fold per
@@ -36,7 +36,6 @@ from streams.sinks.redis_alerts import RedisAlerts
 from streams.sinks.redis_geofences import RedisGeofenceStates
 
 log = logging.getLogger(__name__)
-KINDS = {GPS.name: "GpsPing", VAN_ORDERS.name: "VanOrder"}
 
 
 class GeofenceAgent:
@@ -90,7 +89,7 @@ class GeofenceAgent:
                     transitions += 1
                 elif kind == "eta":
                     kafka.append((ORDER_ETAS.name, value["order_id"].encode(), self.codec.encode("OrderEta", value),
-                                  value["computed_at"]))
+                                  value["updated_at"]))  # when the record was decided (>= computed_at)
                     etas.append(value)
                 else:
                     kafka.append((ALERTS.name, value["alert_id"].encode(), self.codec.encode("Alert", value),

@@ -22,6 +22,7 @@ from typing import Any
 
 from config.settings import Settings
 from schemas.codec import AvroCodec
+from streams.projection_builders import alert_projection, geofence_projection
 from streams.runtime import tune_gc
 from streams.runtime.batch_loop import Agent, BatchLoop, consumer_config
 
@@ -43,35 +44,6 @@ def make_codec(settings: Settings, *, epoch_ms: bool = True) -> AvroCodec:
 
 def consumer_name(settings: Settings) -> str:
     return f"{settings.consumer_group}@{socket.gethostname()}"
-
-
-def geofence_projection(settings: Settings, codec: AvroCodec) -> Any:
-    """The geofence projection as configured (fence file, lateness, rules): worker and replay build it here."""
-    from config.alert_rules import load_rules_file
-    from config.geofences import load_fence_file
-    from projections.eta import DistanceSpeedEta
-    from projections.fence_index import FenceIndex
-    from projections.geofence import GeoContext
-    from projections.geofence_step import GeofenceProjection
-    from projections.van_eta import EtaSettings
-    from streams.geofence_agent import KINDS
-
-    fences = load_fence_file(settings.fence_file)
-    rules = load_rules_file(settings.alert_rules_file)
-    soon = rules.by_kind("arriving-soon")
-    silent = rules.by_kind("gps-silent")
-    eta = EtaSettings(DistanceSpeedEta(), soon_ms=round(soon.params.threshold_min * 60_000) if soon else None)
-    ctx = GeoContext(fences, settings.geofence_lateness_ms, eta,
-                     silence_ms=round(silent.params.silence_min * 60_000) if silent else None)
-    return GeofenceProjection(codec, FenceIndex(fences), ctx, KINDS, rules)
-
-
-def alert_projection(settings: Settings, codec: AvroCodec) -> Any:
-    from config.alert_rules import load_rules_file
-    from projections.alert_step import AlertProjection
-    from streams.alert_agent import KINDS
-
-    return AlertProjection(codec, load_rules_file(settings.alert_rules_file), KINDS)
 
 
 def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: Any) -> Agent:

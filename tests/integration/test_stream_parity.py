@@ -1,15 +1,20 @@
-"""The worker and ``kuailv replay`` agree on geofence transitions and alerts, on one simulated log.
+"""The worker, the Flink jobs and ``kuailv replay`` agree on geofence transitions, ETAs and alerts,
+on one simulated log.
 
 A seeded simulation (orders, GPS, sensors with excursions, accidents, shortages, scale
 deviations) goes to private topics, with duplicates, a late ping and a stale sensor reading.
-The worker (orders, geofences, alerts) folds it; then the replay of the same topics through the
-same projections must give the same transitions (ids and order per driver) and the same latest
-record of every alert. The order events are produced first and the telemetry once the order
-worker has published the van orders, as live (a van is dispatched before it drives).
+The worker (orders, geofences, alerts) folds it; the PyFlink jobs (``jobs/timed_projection_job.py``,
+geofences and alerts, bounded, into their own output topics) fold the same input topics; then the
+replay of the same topics through the same projections must give the same transitions (ids and
+order per driver), the same ETAs and the same latest record of every alert as both.
+
+The order events are produced first and the telemetry once the order worker has published the
+van orders, as live (a van is dispatched before it drives).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import subprocess
@@ -22,6 +27,7 @@ import orjson
 import pytest
 
 from config.settings import Settings
+from infra import flink_env
 from projections.order_state import fold
 from projections.van_orders import van_order_records
 from schemas.codec import AvroCodec
@@ -58,6 +64,21 @@ class Run:
                     "KUAILV_REDIS_PREFIX": f"par{self.tag}", "KUAILV_WORKER_BATCH_SECONDS": "0.05",
                     "KUAILV_TOPIC_RENAMES": renames_env(self.topics)}
         self.codec = AvroCodec(epoch_ms=True)
+        self.flink_topics = private_topics(settings.kafka_bootstrap, f"{self.tag}-flink",
+                                           [GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS, DEAD_LETTERS])
+
+    def flink_job(self, projection: str, inputs: tuple[Any, ...], parallelism: int) -> subprocess.Popen:
+        renames = [f"{s.name}={self.topic(s)}" for s in inputs]
+        renames += [f"{name}={actual}" for name, actual in self.flink_topics.items()]
+        cmd = [str(flink_env.python_executable()), "-m", "jobs.timed_projection_job", "--projection", projection,
+               "--profile", "test", "--local", "--mode", "thread", "--bounded", "--no-restart",
+               "--parallelism", str(parallelism), "--group", f"flink-par-{self.tag}-{projection}",
+               "--checkpoint-ms", "2000", *(a for r in renames for a in ("--rename", r))]
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def flink_published(self, spec: Any) -> list[dict[str, Any]]:
+        return [self.codec.decode(r.value).value
+                for r in read_topic(self.settings.kafka_bootstrap, self.flink_topics[spec.name])]
 
     def topic(self, spec: Any) -> str:
         return self.topics[spec.name]
@@ -70,10 +91,14 @@ class Run:
         return [self.codec.decode(r.value).value for r in read_topic(self.settings.kafka_bootstrap, self.topic(spec))]
 
     def replay(self, projection: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._replay(projection)]  # copies: callers pop fields
+
+    @functools.cache  # noqa: B019 (one Run per module)
+    def _replay(self, projection: str) -> tuple[dict[str, Any], ...]:
         out = subprocess.run([sys.executable, "-m", "cli.main", "replay", "--topic", "--projection", projection],
                              cwd=ROOT, env={**os.environ, **self.env}, capture_output=True, timeout=300)
         assert out.returncode == 0, out.stderr.decode()[-3000:]
-        return [orjson.loads(line) for line in out.stdout.splitlines()]
+        return tuple(orjson.loads(line) for line in out.stdout.splitlines())
 
 
 def silent_window(orders: list[tuple[str, dict[str, Any]]]) -> tuple[str, tuple[int, int]]:
@@ -130,11 +155,15 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         wait_for(lambda: r.lag("-geofences", GPS, VAN_ORDERS) == 0 and r.lag("-alerts", ORDER_EVENTS, SENSORS) == 0,
                  180, "the geofence and alert agents to catch up")
         r.worker = worker  # type: ignore[attr-defined]
+        jobs = [r.flink_job("geofences", (GPS, VAN_ORDERS), 2), r.flink_job("alerts", (ORDER_EVENTS, SENSORS), 1)]
+        for job in jobs:
+            out, _ = job.communicate(timeout=300)
+            assert job.returncode == 0, out[-6000:]
         yield r
     finally:
         worker.stop()
         if not os.environ.get("KUAILV_KEEP_TEST_TOPICS"):  # to look at them afterwards
-            delete_topics(stack.kafka_bootstrap, r.topics.values())
+            delete_topics(stack.kafka_bootstrap, [*r.topics.values(), *r.flink_topics.values()])
 
 
 def test_geofence_transitions_agree(run: Run) -> None:
@@ -204,4 +233,43 @@ def test_gps_silence_opened_by_the_watermark_and_resolved_by_the_next_ping(run: 
 
 def test_late_ping_is_dead_lettered_once(run: Run) -> None:
     dead = [d for d in run.published(DEAD_LETTERS) if d["reason_code"] == "LATE_EVENT"]
+    assert [d["event_id"] for d in dead if d["source_topic"] == GPS.name] == [f"late-{run.tag}"]
+
+
+def _latest_etas(rows: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for e in rows:
+        out.setdefault((e["order_id"], e["dispatch_count"]), []).append(e)
+    return out
+
+
+def test_flink_jobs_agree_with_replay(run: Run) -> None:
+    """Transitions per driver in order, every ETA per order and dispatch in order, the latest record of
+    every alert (SLA, cold chain, notices, gps-silent), and the late ping's dead letter."""
+    geo = run.replay("geofences")
+    kinds = {"GeofenceTransition": "transition", "OrderEta": "eta", "Alert": "alert"}
+    replayed: dict[str, list[dict[str, Any]]] = {}
+    for row in geo:
+        replayed.setdefault(kinds[row.pop("record_type")], []).append(row)
+
+    def per_driver(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for t in rows:
+            out.setdefault(t["driver_id"], []).append(t["transition_id"])
+        return out
+
+    flink_transitions = run.flink_published(GEOFENCE_TRANSITIONS)
+    assert len(flink_transitions) > 20
+    assert per_driver(flink_transitions) == per_driver(replayed["transition"])
+    assert sorted(flink_transitions, key=lambda t: t["transition_id"]) == \
+        sorted(replayed["transition"], key=lambda t: t["transition_id"])
+    assert _latest_etas(run.flink_published(ORDER_ETAS)) == _latest_etas(replayed["eta"])
+    flink_alerts = {a["alert_id"]: a for a in run.flink_published(ALERTS)}
+    expected = {a["alert_id"]: a for a in run.replay("alerts")}
+    expected.update({a["alert_id"]: a for a in replayed["alert"]})
+    assert {a["rule_id"] for a in flink_alerts.values()} >= {"stock-shortage", "cold-chain-breach", "driver-nearby"}
+    differ = {k: (flink_alerts.get(k), expected.get(k)) for k in set(flink_alerts) | set(expected)
+              if flink_alerts.get(k) != expected.get(k)}
+    assert not differ, orjson.dumps(differ).decode()[:3000]
+    dead = [d for d in run.flink_published(DEAD_LETTERS) if d["reason_code"] == "LATE_EVENT"]
     assert [d["event_id"] for d in dead if d["source_topic"] == GPS.name] == [f"late-{run.tag}"]

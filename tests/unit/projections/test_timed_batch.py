@@ -34,10 +34,11 @@ from streams.replay_streams import merged_by_time
 
 CODEC = AvroCodec(epoch_ms=True)
 RULES = load_rules_file()
-TOPIC_OF = {"GpsPing": (GPS, "driver_id"), "SensorReading": (SENSORS, "device_id"), "VanOrder": (VAN_ORDERS, "driver_id")}
+TOPIC_OF = {"GpsPing": (GPS, "driver_id"), "SensorReading": (SENSORS, "device_id"),
+            "VanOrder": (VAN_ORDERS, "driver_id")}
 
 
-def _records(log: list[tuple[str, dict[str, Any]]]) -> dict[str, list[SourceRecord]]:
+def topic_records(log: list[tuple[str, dict[str, Any]]]) -> dict[str, list[SourceRecord]]:
     """Per topic, the records a producer keyed as the contracts say would have written (crc32 partitions)."""
     out: dict[str, list[SourceRecord]] = {}
     offsets: dict[tuple[str, int], int] = {}
@@ -67,12 +68,17 @@ def _records(log: list[tuple[str, dict[str, Any]]]) -> dict[str, list[SourceReco
     return out
 
 
-@pytest.fixture(scope="module")
-def topics() -> dict[str, list[SourceRecord]]:
+def simulated_topics() -> dict[str, list[SourceRecord]]:
+    """A seeded day: 40 orders, 6 vans, sensor excursions, accidents, short picks."""
     log = event_log(SimulationConfig(seed=3, orders=40, orders_per_hour=40.0, n_drivers=6,
                                      sensor_excursion_per_hour=0.5, p_accident=0.05, p_scale_under=0.1,
                                      start=1_780_300_800_000))
-    return _records(log)
+    return topic_records(log)
+
+
+@pytest.fixture(scope="module")
+def topics() -> dict[str, list[SourceRecord]]:
+    return simulated_topics()
 
 
 def _run(steps: TimedBatches, partitions: list[list[SourceRecord]], size: int) -> list[tuple[str, dict[str, Any]]]:
@@ -89,7 +95,7 @@ def _run(steps: TimedBatches, partitions: list[list[SourceRecord]], size: int) -
     return outputs
 
 
-def _geofences() -> TimedBatches:
+def geofence_steps() -> TimedBatches:
     fences = load_fence_file(None)
     soon, silent = RULES.by_kind("arriving-soon"), RULES.by_kind("gps-silent")
     assert soon is not None and silent is not None
@@ -100,7 +106,7 @@ def _geofences() -> TimedBatches:
     return TimedBatches(projection, geofence_timing(projection))
 
 
-def _alerts() -> TimedBatches:
+def alert_steps() -> TimedBatches:
     projection = AlertProjection(CODEC, RULES, {ORDER_EVENTS.name: "OrderEvent", SENSORS.name: "SensorReading"})
     return TimedBatches(projection, alert_timing(projection, 60_000))
 
@@ -121,7 +127,7 @@ def _latest(outputs: list[tuple[str, dict[str, Any]]], kind: str, key: str) -> d
 @pytest.mark.parametrize("size", [1, 7, 300])
 def test_geofence_outputs_do_not_depend_on_the_batching(topics: dict[str, list[SourceRecord]], size: int) -> None:
     partitions = merged_by_time([topics[GPS.name], topics[VAN_ORDERS.name]])
-    big, small = _run(_geofences(), partitions, 5000), _run(_geofences(), partitions, size)
+    big, small = _run(geofence_steps(), partitions, 5000), _run(geofence_steps(), partitions, size)
     transitions = _per(big, "transition", "driver_id")
     assert sum(map(len, transitions.values())) > 20
     assert transitions == _per(small, "transition", "driver_id")  # each driver's in the same order
@@ -132,7 +138,7 @@ def test_geofence_outputs_do_not_depend_on_the_batching(topics: dict[str, list[S
 @pytest.mark.parametrize("size", [1, 5, 120])
 def test_alert_outputs_do_not_depend_on_the_batching(topics: dict[str, list[SourceRecord]], size: int) -> None:
     partitions = merged_by_time([topics[ORDER_EVENTS.name], topics[SENSORS.name]])
-    big, small = _run(_alerts(), partitions, 5000), _run(_alerts(), partitions, size)
+    big, small = _run(alert_steps(), partitions, 5000), _run(alert_steps(), partitions, size)
     alerts = _latest(big, "alert", "alert_id")
     assert {a["rule_id"] for a in alerts.values()} >= {"stock-shortage", "cold-chain-breach"}
     assert alerts == _latest(small, "alert", "alert_id")
@@ -140,7 +146,7 @@ def test_alert_outputs_do_not_depend_on_the_batching(topics: dict[str, list[Sour
 
 def test_timers_fire_from_the_index_and_leave_it_consistent(topics: dict[str, list[SourceRecord]]) -> None:
     """After the run, every key in a timer index has exactly its state's next due time."""
-    steps = _alerts()
+    steps = alert_steps()
     states: dict[str, Any] = {}
     indexes: dict[str, dict[str, int]] = {}
     marks: dict[str, int] = {}
