@@ -4,8 +4,10 @@
 for one batch of a Kafka partition's records (``jobs.flink_batches``): the worker's step
 (``projections.keyed_batch.fold_batch`` with ``OrderProjection``), then one projection
 record per order whose visible view changed (encoded incrementally from the order's
-previous encoding, like the worker) and the dead letters. The Python operator is called
-once per batch, so the JVM/Python boundary is crossed twice per batch, not per record.
+previous encoding, like the worker), the ``VanOrder`` records of orders that moved on or off a van
+(``kuailv.van-orders.v1``, keyed by driver: the geofence job's second input) and the dead
+letters. The Python operator is called once per batch, so the JVM/Python boundary is crossed
+twice per batch, not per record.
 
 State: the operator is keyed by Kafka partition; a ``MapState`` under that key holds each
 order's fold state as compact JSON (orjson). ``get(order_id)`` reads it, ``put_all`` writes
@@ -31,7 +33,7 @@ from projections.order_step import OrderProjection
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.fieldwise_encoder import Encoded
-from schemas.topics import ORDER_STATE
+from schemas.topics import ORDER_STATE, VAN_ORDERS
 
 Output = tuple[str, bytes, bytes]
 
@@ -99,6 +101,9 @@ class OrderStateLogic:
             if f.published:
                 memo = self.projection.encode_view(f.state, memo)
                 outputs.append((ORDER_STATE.name, key.encode(), memo.data))
+            for van_order in f.outputs:  # every move between vans, in version order (as the worker)
+                outputs.append((VAN_ORDERS.name, van_order["driver_id"].encode(),
+                                self.codec.encode("VanOrder", van_order)))
             cache[key] = (f.state, memo)
         if result.dead_letters:
             failed_at = self._now()

@@ -25,7 +25,7 @@ from infra import flink_env
 from projections.order_state import fold_all
 from projections.order_view import public_view
 from schemas.codec import AvroCodec
-from schemas.topics import DEAD_LETTERS, ORDER_EVENTS
+from schemas.topics import DEAD_LETTERS, ORDER_EVENTS, VAN_ORDERS
 from simulator.events import MINUTE, T0, order_dispatched, order_story
 from streams.replay import read_topic
 from streams.sinks.redis_orders import RedisOrderStore
@@ -118,8 +118,9 @@ def parity(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     out_topic, dlq_topic = f"kuailv.parity-{tag}.order-state", f"kuailv.parity-{tag}.dead-letters"
+    van_topic = f"kuailv.parity-{tag}.van-orders"
     for f in admin.create_topics([NewTopic(out_topic, 6, 1, config={"cleanup.policy": "compact"}),
-                                  NewTopic(dlq_topic, 3, 1)]).values():
+                                  NewTopic(dlq_topic, 3, 1), NewTopic(van_topic, 6, 1)]).values():
         f.result(30)
     run = ParityRun(stack, tag, events, {k: positions[v] for k, v in refs.items()}, out_topic, dlq_topic,
                     f"par{tag}")
@@ -132,13 +133,14 @@ def parity(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         flink = subprocess.run(
             [str(flink_env.python_executable()), "-m", "jobs.order_state_job", "--profile", "test", "--local",
              "--mode", "thread", "--bounded", "--no-restart", "--parallelism", "2", "--group", f"flink-parity-{tag}",
-             "--output-topic", out_topic, "--dead-letter-topic", dlq_topic, "--checkpoint-ms", "2000"],
+             "--output-topic", out_topic, "--dead-letter-topic", dlq_topic, "--van-orders-topic", van_topic,
+             "--checkpoint-ms", "2000"],
             cwd=ROOT, capture_output=True, text=True, timeout=240)
         assert flink.returncode == 0, flink.stdout[-3000:] + flink.stderr[-5000:]
         yield run
     finally:
         worker.stop()
-        for f in admin.delete_topics([out_topic, dlq_topic]).values():
+        for f in admin.delete_topics([out_topic, dlq_topic, van_topic]).values():
             f.result(30)
 
 
@@ -171,6 +173,24 @@ def test_worker_and_flink_dead_letter_the_same_records_for_the_same_reasons(pari
     flink_dl = _dead_letters(parity, parity.flink_dead_letters, "flink:order-state")
     assert {k: worker_dl[k] for k in wanted} == wanted
     assert {k: flink_dl.get(k) for k in wanted} == wanted
+
+
+def test_worker_and_flink_publish_the_same_van_orders(parity: ParityRun) -> None:
+    """The geofence projection's input: every move of an order on or off a van, per order in version order."""
+    codec = AvroCodec(epoch_ms=True)
+
+    def per_order(topic: str) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for rec in read_topic(parity.settings.kafka_bootstrap, topic):
+            v = codec.decode(rec.value).value
+            if parity.ours(v["order_id"]):
+                out.setdefault(v["order_id"], []).append(v)
+        return out
+
+    flink = per_order(f"kuailv.parity-{parity.tag}.van-orders")
+    assert len(flink) >= 10, "the stories dispatch most orders"
+    worker = wait_for(lambda: (w := per_order(VAN_ORDERS.name)) == flink and w, 60, "the worker's van orders")
+    assert worker == flink
 
 
 def test_replay_of_the_topic_gives_the_same_projections_as_the_worker_and_flink(parity: ParityRun) -> None:
