@@ -31,6 +31,7 @@ from config.alert_rules import load_rules_file
 from projections.eta import DistanceSpeedEta
 from projections.fence_index import FenceIndex
 from projections.fences import FenceSet, load_fences
+from projections.fleet import STATUS_INTERVAL_MS
 from projections.geo import haversine_m
 from projections.geofence import GeoContext
 from projections.geofence_step import GeofenceProjection
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     decode_us = (time.perf_counter() - t) / n * 1e6
 
     rules = load_rules_file()
-    ctx = GeoContext(fences, eta=EtaSettings(DistanceSpeedEta()), silence_ms=10 * 60_000)  # as the worker runs it
+    ctx = GeoContext(fences, eta=EtaSettings(DistanceSpeedEta()), silence_ms=10 * 60_000,  # as the worker runs it
+                     status_ms=STATUS_INTERVAL_MS)
     projection = GeofenceProjection(codec, index, ctx, {GPS: "GpsPing", VANS: "VanOrder"}, rules)
     tune_gc()  # as the worker does
     states: dict[str, Any] = {}

@@ -102,12 +102,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings) -> int:
-    """``--projection geofences|alerts``: the worker's agents' projections over their input topics."""
+    """``--projection geofences|alerts|fleet``: the worker's agents' projections over their input topics."""
     import time
 
-    from schemas.topics import GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+    from schemas.topics import FLEET, GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
     from streams import replay_streams
-    from streams.projection_builders import alert_projection, geofence_projection
+    from streams.projection_builders import alert_projection, fleet_projection, geofence_projection
     from streams.worker import make_codec
 
     if not args.topic:
@@ -119,8 +119,13 @@ def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings
         topics = [GPS.name, VAN_ORDERS.name]
         partitions = replay_streams.read_merged(s.kafka_bootstrap, topics, s.topic_renames)
         result = replay_streams.replay_geofences(geofence_projection(s, codec), partitions)
-        names = {"transition": "GeofenceTransition", "alert": "Alert", "eta": "OrderEta"}
+        names = {"transition": "GeofenceTransition", "alert": "Alert", "eta": "OrderEta", "status": "DriverStatus"}
         rows = [{"record_type": names[kind], **value} for kind, value in result.outputs]
+    elif args.projection == "fleet":
+        topics = [FLEET.name]
+        partitions = replay_streams.read_merged(s.kafka_bootstrap, topics, s.topic_renames)
+        result = replay_streams.replay_fleet(fleet_projection(s, codec), partitions)
+        rows = [value for _, value in result.outputs]
     else:
         topics = [ORDER_EVENTS.name, SENSORS.name]
         partitions = replay_streams.read_merged(s.kafka_bootstrap, topics, s.topic_renames)
@@ -246,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--topic", action="store_true", help="read the order-event topic from the beginning")
     r.add_argument("--topic-name", default=None, help="another topic than kuailv.order-events.v1")
     r.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
-    r.add_argument("--projection", choices=("orders", "geofences", "alerts"), default="orders",
-                   help="orders (default): order views; geofences: transitions and notices from GPS + van orders; "
-                        "alerts: the latest record of every alert from order events + sensors (--topic only)")
+    r.add_argument("--projection", choices=("orders", "geofences", "alerts", "fleet"), default="orders",
+                   help="orders (default): order views; geofences: transitions, ETAs, notices and driver statuses "
+                        "from GPS + van orders; alerts: the latest record of every alert from order events + "
+                        "sensors; fleet: re-dispatch suggestions from kuailv.fleet.v1 (--topic only)")
     r.set_defaults(fn=cmd_replay)
 
     rb = sub.add_parser("rebuild", help="rebuild the Redis order store from the log (topic or record-log file)")
@@ -267,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run the projection worker (start several to scale out)")
     w.add_argument("--loglevel", default="info")
     w.add_argument("--agents", default=None,
-                   help="comma-separated subset of: orders,telemetry,geofences,alerts (default: all)")
+                   help="comma-separated subset of: orders,telemetry,geofences,alerts,fleet (default: all)")
     w.set_defaults(fn=cmd_worker)
 
     rl = sub.add_parser("relay", help="publish recorded order events from the event store to Kafka")

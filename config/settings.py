@@ -64,6 +64,7 @@ class Settings:
     geofence_lateness_ms: int = 30_000
     alert_rules_file: Path = PROJECT_ROOT / "config" / "alert_rules.v1.json"
     alert_lateness_ms: int = 60_000
+    fleet_capacity_kg: float = 1_500.0  # a van's load limit for re-dispatch suggestions
     topic_renames: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -106,6 +107,7 @@ def load(profile: str | None = None) -> Settings:
         geofence_lateness_ms=int(_env("KUAILV_GEOFENCE_LATENESS_MS", "30000")),
         alert_rules_file=Path(_env("KUAILV_ALERT_RULES", str(PROJECT_ROOT / "config" / "alert_rules.v1.json"))),
         alert_lateness_ms=int(_env("KUAILV_ALERT_LATENESS_MS", "60000")),
+        fleet_capacity_kg=float(_env("KUAILV_FLEET_CAPACITY_KG", "1500")),
         topic_renames=_renames(os.environ.get("KUAILV_TOPIC_RENAMES", "")),
     )
 

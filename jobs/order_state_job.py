@@ -15,7 +15,7 @@ Same decisions as the worker: the Python operator runs the worker's very step
          order id -> fold state): decode, fold, encode -> one output batch
       -> UnbatchOutputs (Java) -> topic-routing KafkaSink (Java): kuailv.order-state.v1
          (compacted), kuailv.van-orders.v1 (orders moving on/off vans, keyed by driver: the
-         geofence job's input), kuailv.dead-letters.v1
+         geofence job's input), kuailv.fleet.v1 (re-dispatch requests), kuailv.dead-letters.v1
 
 The JVM/Python boundary is crossed twice per batch instead of up to six times per record
 (the first version: decode, timestamp assigner, key selector and fold were separate Python
@@ -59,7 +59,7 @@ from pyflink.java_gateway import get_gateway
 from jobs.flink_batches import read_batch, write_outputs
 from jobs.order_state_logic import OrderStateLogic, as_bytes
 from schemas.codec import AvroCodec
-from schemas.topics import DEAD_LETTERS, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
+from schemas.topics import DEAD_LETTERS, FLEET, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 
 log = logging.getLogger(__name__)
 CONSUMER = "flink:order-state"
@@ -146,6 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dead-letter-topic", default=DEAD_LETTERS.name)
     p.add_argument("--van-orders-topic", default=VAN_ORDERS.name,
                    help="where the orders moving on/off vans go (the geofence projection's input)")
+    p.add_argument("--fleet-topic", default=FLEET.name,
+                   help="where re-dispatch requests go (the fleet projection's input)")
     p.add_argument("--bounded", action="store_true", help="stop at the input's end offsets as of start-up")
     p.add_argument("--mode", choices=["process", "thread"], default=None,
                    help="python.execution-mode for a local run (cluster runs take it from config.yaml)")
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     raw = env.from_source(source, watermarks, "kafka order events",
                           type_info=raw_record_type()).uid("kafka-order-events")
     routes = {ORDER_STATE.name: args.output_topic, DEAD_LETTERS.name: args.dead_letter_topic,
-              VAN_ORDERS.name: args.van_orders_topic}
+              VAN_ORDERS.name: args.van_orders_topic, FLEET.name: args.fleet_topic}
     routes = {k: v for k, v in routes.items() if k != v}
     out = build(raw, routes=routes or None, batch_size=args.batch_size, batch_ms=args.batch_ms)
     if args.delivery == "exactly-once":

@@ -29,11 +29,11 @@ import orjson
 
 from projections.keyed_batch import Counts, fold_batch
 from projections.order_state import State
-from projections.order_step import OrderProjection
+from projections.order_step import OrderProjection, derived_records
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.fieldwise_encoder import Encoded
-from schemas.topics import ORDER_STATE, VAN_ORDERS
+from schemas.topics import ORDER_STATE
 
 Output = tuple[str, bytes, bytes]
 
@@ -101,9 +101,8 @@ class OrderStateLogic:
             if f.published:
                 memo = self.projection.encode_view(f.state, memo)
                 outputs.append((ORDER_STATE.name, key.encode(), memo.data))
-            for van_order in f.outputs:  # every move between vans, in version order (as the worker)
-                outputs.append((VAN_ORDERS.name, van_order["driver_id"].encode(),
-                                self.codec.encode("VanOrder", van_order)))
+            # moves between vans and re-dispatch requests, in version order (as the worker)
+            outputs += [(topic, k, v) for topic, k, v, _ in derived_records(self.codec, f.outputs)]
             cache[key] = (f.state, memo)
         if result.dead_letters:
             failed_at = self._now()

@@ -1,6 +1,6 @@
-"""PyFlink DataStream job: the geofence or the alert projection, with event-time timers.
+"""PyFlink DataStream job: the geofence, alert or fleet projection, with event-time timers.
 
-    .venv-flink/bin/python -m jobs.timed_projection_job --projection geofences|alerts [--profile dev]
+    .venv-flink/bin/python -m jobs.timed_projection_job --projection geofences|alerts|fleet [--profile dev]
         [--bounded] [--local] [--mode thread]
 
 The same decisions as the worker's ``geofences`` / ``alerts`` agents and ``kuailv replay
@@ -10,6 +10,7 @@ fold and the timers it makes due) through ``jobs.timed_projection_logic``::
     KafkaSource of raw records (Java), both input topics:
         geofences: kuailv.gps.v1 + kuailv.van-orders.v1 (co-partitioned by driver)
         alerts:    kuailv.order-events.v1 + kuailv.sensors.v1
+        fleet:     kuailv.fleet.v1 (one partition: driver statuses + re-dispatch requests)
       event time = the Kafka record timestamp (our producers set it to the event's time);
       watermarks (bounded out-of-orderness + idleness) generated in the source
       -> RecordBatcher (Java): one batch per topic-partition, keyed by the partition NUMBER,
@@ -20,8 +21,9 @@ fold and the timers it makes due) through ``jobs.timed_projection_logic``::
          MapStates: states, timer index, watermarks, held records
       -> UnbatchOutputs (Java) -> topic-routing KafkaSink:
          geofences: kuailv.geofence-transitions.v1, kuailv.order-etas.v1, kuailv.alerts.v1 (notices,
-                    gps-silent), kuailv.dead-letters.v1
+                    gps-silent), kuailv.fleet.v1 (driver statuses), kuailv.dead-letters.v1
          alerts:    kuailv.alerts.v1, kuailv.dead-letters.v1
+         fleet:     kuailv.redispatch-suggestions.v1, kuailv.dead-letters.v1
 
 Two watermarks, two jobs: Flink's watermark decides when held input is complete enough to merge
 (an operational bound, ``--out-of-orderness-s``); the projection's own per-partition watermark
@@ -52,7 +54,7 @@ from jobs.order_state_job import batched_by_partition
 from jobs.order_state_logic import as_bytes
 
 log = logging.getLogger(__name__)
-PROJECTIONS = ("geofences", "alerts")
+PROJECTIONS = ("geofences", "alerts", "fleet")
 
 
 def _now_ms() -> int:
@@ -61,9 +63,10 @@ def _now_ms() -> int:
 
 def input_topics(projection: str) -> tuple[str, ...]:
     """The contract input topics, in merge-tie order (the order ``kuailv replay`` merges them)."""
-    from schemas.topics import GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+    from schemas.topics import FLEET, GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
 
-    return (GPS.name, VAN_ORDERS.name) if projection == "geofences" else (ORDER_EVENTS.name, SENSORS.name)
+    return {"geofences": (GPS.name, VAN_ORDERS.name), "alerts": (ORDER_EVENTS.name, SENSORS.name),
+            "fleet": (FLEET.name,)}[projection]
 
 
 def make_logic(projection: str, settings: Any, consumer: str, inputs: dict[str, str] | None = None) -> Any:
@@ -71,12 +74,14 @@ def make_logic(projection: str, settings: Any, consumer: str, inputs: dict[str, 
     from jobs.timed_projection_logic import TimedProjectionLogic
     from projections.timed_batch import TimedBatches, alert_timing, geofence_timing
     from schemas.codec import AvroCodec
-    from streams.projection_builders import alert_projection, geofence_projection
+    from streams.projection_builders import alert_projection, fleet_projection, geofence_projection
 
     codec = AvroCodec(epoch_ms=True)
     if projection == "geofences":
         p = geofence_projection(settings, codec)
         steps = TimedBatches(p, geofence_timing(p))
+    elif projection == "fleet":
+        steps = TimedBatches(fleet_projection(settings, codec), None)
     else:
         p = alert_projection(settings, codec)
         steps = TimedBatches(p, alert_timing(p, settings.alert_lateness_ms))

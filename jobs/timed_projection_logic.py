@@ -29,13 +29,15 @@ from projections.keyed_batch import Counts
 from projections.timed_batch import Output, TimedBatches
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, GEOFENCE_TRANSITIONS, ORDER_ETAS
+from schemas.topics import ALERTS, FLEET, GEOFENCE_TRANSITIONS, ORDER_ETAS, REDISPATCH_SUGGESTIONS
 
 Record = tuple[str, bytes, bytes]
 _ENCODING = {  # output kind -> (topic, record type, key field)
     "transition": (GEOFENCE_TRANSITIONS.name, "GeofenceTransition", "driver_id"),
     "eta": (ORDER_ETAS.name, "OrderEta", "order_id"),
     "alert": (ALERTS.name, "Alert", "alert_id"),
+    "status": (FLEET.name, "DriverStatus", "driver_id"),
+    "suggestion": (REDISPATCH_SUGGESTIONS.name, "RedispatchSuggestion", "order_id"),
 }
 
 

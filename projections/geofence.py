@@ -29,6 +29,11 @@ starts a new visit: no early dwell after exit and re-entry). Customer sites are 
 order on the van (``FenceSet.customer_sites``), tested by great-circle distance; a delivered
 order's site stays until the driver has left it, so "left customer" is seen.
 
+With ETAs on (``GeoContext.eta``) the fold also keeps each order's tracking record: its ETA
+(``projections.van_eta``) and the stage times of its dispatch (arrived at the warehouse, arrived
+at and left the customer: ``projections.stage_times``), published as ``OrderEta`` records. They are
+derived facts about the van, never order events: the order aggregate stays their only writer.
+
 The state is JSON-able (orjson in Redis and Flink state); fences the driver is not in and not
 entering are not stored, so a step costs O(hits of its pings), not O(fences).
 """
@@ -40,14 +45,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from projections import van_eta
+from projections import stage_times, van_eta
 from projections.fences import Fence, FenceSet
 from projections.geo import haversine_m
 from projections.van_eta import EtaSettings
 
 SITE_PREFIX = "customer-site/"
-# per-site memory that survives a newer VanOrder of the same order: notices sent, the ETA track
-_KEPT = ("noticed", "soon", "soon_done", "eta", "eta_at", "eta_sent", "visited")
+# per-site memory that survives a newer VanOrder of the same order: notices sent, the ETA track, stage times
+# and the last OrderEta published (projections.stage_times)
+_KEPT = ("noticed", "soon", "soon_done", "eta", "eta_at", "eta_sent", "visited", "stages", "stages_due", "last")
 RECENT_IDS = 64
 DEFAULT_LATENESS_MS = 30_000
 
@@ -58,6 +64,7 @@ class GeoContext:
     allowed_lateness_ms: int = DEFAULT_LATENESS_MS
     eta: EtaSettings | None = None  # ETAs of the orders on board (projections.van_eta); None: none
     silence_ms: int | None = None  # gps-silent: a gap this long between released pings with orders on board
+    status_ms: int | None = None  # DriverStatus for the fleet view every this much released event time (None: none)
     by_id: Mapping[str, Fence] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -71,10 +78,12 @@ class Stepped:
     late: list[tuple[int, str]] = field(default_factory=list)  # (index into inputs, reason)
     # (notice kind, opening, facts): "driver-nearby" (site ENTER/EXIT), "arriving-soon" (ETA crossing, site ENTER)
     notices: list[tuple[str, bool, dict[str, Any]]] = field(default_factory=list)
-    etas: list[dict[str, Any]] = field(default_factory=list)  # OrderEta records (projections.van_eta)
+    # OrderEta records: estimates (projections.van_eta) and stage times (projections.stage_times)
+    etas: list[dict[str, Any]] = field(default_factory=list)
     # gps-silent decided from the driver's own stream, in event order: {"open": True, "last": ping before the
     # silence, "orders", "lat", "lng", "vehicle_id"} or {"open": False, "at", "by": "ping"|"unloaded", ...}
     silences: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # DriverStatus records (GeoContext.status_ms)
     duplicates: int = 0
     applied: int = 0
 
@@ -116,7 +125,7 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
             clock = st["clock"]
             if clock is not None and at < clock - ctx.allowed_lateness_ms:
                 st["late_assignments"] += 1
-                _assign(st, value, out.notices)
+                _assign(st, value, out.notices, ctx)
                 continue
             buf.append([at, f"{value['order_id']}@{value['order_version']}", "V", dict(value)])
         out.applied += 1
@@ -133,10 +142,12 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
         if ctx.silence_ms is not None:
             _silence_check(st, out, at, ctx.silence_ms)
         if kind == "V":
-            _assign(st, payload, out.notices)
+            _assign(st, payload, out.notices, ctx)
             if st.get("silent_since") is not None and not on_board(st):
                 out.silences.append({"open": False, "at": at, "by": "unloaded", "vehicle_id": st.get("vehicle")})
                 st["silent_since"] = None
+            if ctx.status_ms is not None:
+                _status(st, out, driver, ctx.status_ms)
             continue
         if st.get("silent_since") is not None and at > st["silent_since"]:  # not a buffered ping from before
             out.silences.append({"open": False, "at": at, "by": "ping", "vehicle_id": payload[2]})
@@ -146,9 +157,29 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
         st["released"] = at
         st["fix"] = [payload[0], payload[1]]
         st["vehicle"] = payload[2]
+        if ctx.status_ms is not None:
+            _status(st, out, driver, ctx.status_ms)
     if len(recent) > RECENT_IDS:
         del recent[: len(recent) - RECENT_IDS]
     return out
+
+
+def _status(st: dict[str, Any], out: Stepped, driver: str, interval_ms: int) -> None:
+    """A ``DriverStatus`` for the fleet view (``projections.fleet``), decided per released input so every
+    batching gives the same records: the last released fix and the load on board, when ``interval_ms``
+    of released event time passed since the last one or the orders on board changed."""
+    released, fix = st.get("released"), st.get("fix")
+    if released is None or fix is None:
+        return
+    orders = on_board(st)
+    last = st.get("status")
+    if last is not None and released - last[0] < interval_ms and last[1] == orders:
+        return
+    sites = st["sites"]
+    st["status"] = [released, orders]
+    out.statuses.append({"driver_id": driver, "vehicle_id": st["vehicle"], "lat": fix[0], "lng": fix[1],
+                         "at": released, "load_kg": round(sum(sites[o].get("kg") or 0.0 for o in orders), 3),
+                         "orders_on_board": orders})
 
 
 def _silence_check(st: dict[str, Any], out: Stepped, at: int, silence_ms: int) -> None:
@@ -183,15 +214,18 @@ def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
     return st
 
 
-def _assign(st: dict[str, Any], v: Mapping[str, Any], notices: list[tuple[str, bool, dict[str, Any]]]) -> None:
+def _assign(st: dict[str, Any], v: Mapping[str, Any], notices: list[tuple[str, bool, dict[str, Any]]],
+            ctx: GeoContext) -> None:
     sites = st["sites"]
     cur = sites.get(v["order_id"])
     if cur is not None and cur["version"] >= v["order_version"]:
         return
     sites[v["order_id"]] = {"version": v["order_version"], "state": v["state"], "lat": v["destination"]["lat"],
                             "lng": v["destination"]["lng"], "dispatch": v["dispatch_count"],
-                            "customer_id": v["customer_id"], "warehouse_id": v["warehouse_id"],
+                            "customer_id": v["customer_id"], "warehouse_id": v["warehouse_id"], "kg": v["weight_kg"],
                             **({k: cur[k] for k in _KEPT if k in cur} if cur is not None else {})}
+    if ctx.eta is not None and v["state"] == "ON_BOARD" and (cur is None or cur["dispatch"] != v["dispatch_count"]):
+        stage_times.on_dispatch(st, v["order_id"], ctx.by_id)  # a new dispatch: stage times start afresh
     _drop_done_sites(st, notices, v["event_time"])
 
 
@@ -273,7 +307,10 @@ def _ping(st: dict[str, Any], out: Stepped, ctx: GeoContext, driver: str, at: in
     if len(transitions) > first:
         _notices(st, transitions[first:], out.notices)
     if ctx.eta is not None:
+        if len(transitions) > first:
+            stage_times.from_transitions(st, transitions[first:])
         van_eta.update(st, ctx.eta, driver, vehicle, lat, lng, at, out.etas, out.notices)
+        stage_times.flush(st, driver, vehicle, at, out.etas)
     if any(s["state"] != "ON_BOARD" for s in sites.values()):
         _drop_done_sites(st, out.notices, at)
 

@@ -1,6 +1,8 @@
 """Geofences as a ``projections.keyed_batch`` projection: GPS + VanOrder in, transitions out. Pure.
 
 Keyed by driver: ``kuailv.gps.v1`` and ``kuailv.van-orders.v1`` are co-partitioned by driver id.
+Outputs ``(kind, record)``: ``transition`` (GeofenceTransition), ``eta`` (OrderEta), ``alert``
+(notices, gps-silent) and ``status`` (DriverStatus for the fleet view, ``projections.fleet``).
 ``prepare`` classifies every GPS point of the batch against the configured fences in one
 ``FenceIndex`` query (the vectorised part); ``fold`` runs ``projections.geofence.step`` per driver.
 
@@ -80,6 +82,7 @@ class GeofenceProjection:
                 for i, reason in out.late]
         outputs: list[tuple[str, dict[str, Any]]] = [("transition", t) for t in out.transitions]
         outputs += [("eta", e) for e in out.etas]
+        outputs += [("status", s) for s in out.statuses]
         if self.rules is not None:
             changes = self._notices(out.notices) + self._silences(key, out.state, out.silences)
             if changes:

@@ -147,29 +147,31 @@ def fold_batch(projection: KeyedProjection[S, E], records: Sequence[SourceRecord
     return BatchResult(folded, dead, counts, partitions)
 
 
-def decode_as(codec: Any, rec: SourceRecord, expected: str) -> Any:
-    """``codec.decode`` of a record that must be an ``expected`` record (e.g. ``GpsPing``): the
-    ``Decoded``, or the ``DeadLetter`` saying why not (undecodable, or another record type)."""
+def decode_as(codec: Any, rec: SourceRecord, expected: str | tuple[str, ...]) -> Any:
+    """``codec.decode`` of a record that must be an ``expected`` record (e.g. ``GpsPing``, or one of a
+    tuple of types): the ``Decoded``, or the ``DeadLetter`` saying why not (undecodable, or another type)."""
     try:
         decoded = codec.decode(rec.value)
     except CodecError as exc:
         return DeadLetter(rec, exc.reason_code, str(exc), schema_id=exc.schema_id)
-    if decoded.record_type != expected:
+    if decoded.record_type != expected and (type(expected) is str or decoded.record_type not in expected):
         return DeadLetter(rec, "UNEXPECTED_RECORD_TYPE", f"{decoded.record_type} does not belong on {rec.topic}",
                           decoded.value.get("event_id"), decoded.record_type, decoded.schema_id)
     return decoded
 
 
-def decode_checked(codec: Any, rec: SourceRecord, expected: str, key_field: str,
+def decode_checked(codec: Any, rec: SourceRecord, expected: str | tuple[str, ...], key_field: str | Mapping[str, str],
                    validate: Callable[[Mapping[str, Any]], None] | None = None) -> Any:
     """``decode_as`` plus the checks every keyed input needs: the message key is the record's
-    ``key_field`` (else the partitioning is wrong), and ``validate`` (raising ``InvalidEvent``)
-    accepts it. A failure is an ``INVALID_EVENT`` dead letter."""
+    ``key_field`` (per record type when a mapping; else the partitioning is wrong), and ``validate``
+    (raising ``InvalidEvent``) accepts it. A failure is an ``INVALID_EVENT`` dead letter."""
     decoded = decode_as(codec, rec, expected)
     if type(decoded) is DeadLetter:
         return decoded
     value = decoded.value
     key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+    if type(key_field) is not str:
+        key_field = key_field[decoded.record_type]
     try:
         if key != value[key_field]:
             raise InvalidEvent(f"message key {key!r} is not the {key_field} {value[key_field]!r}")

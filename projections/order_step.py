@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from projections.fleet import redispatch_request
 from projections.keyed_batch import Folded, Keyed
 from projections.order_state import FoldResult, Rejection, State, fold
 from projections.order_status import ORDER_EVENT_TYPES
@@ -20,6 +21,7 @@ from schemas.codec import AvroCodec, Decoded
 from schemas.dead_letters import DeadLetter, SourceRecord
 from schemas.errors import CodecError
 from schemas.fieldwise_encoder import Encoded, FieldwiseEncoder
+from schemas.topics import FLEET, VAN_ORDERS
 
 
 def decode_order_record(codec: AvroCodec, rec: SourceRecord) -> Decoded | DeadLetter:
@@ -49,7 +51,9 @@ class OrderStep:
     duplicates: int = 0
     buffered: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    van_orders: list[dict[str, Any]] = field(default_factory=list)  # projections.van_orders records, in order
+    # derived records, in version order: ("VanOrder", projections.van_orders record) and
+    # ("RedispatchRequest", projections.fleet.redispatch_request)
+    derived: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def view(self) -> dict[str, Any] | None:
@@ -66,7 +70,10 @@ def fold_records(codec: AvroCodec, state: State | None,
         result: FoldResult = fold(before, decoded.record_type, decoded.value, trace=True)
         previous = None if before is None else before["view"]
         for view in result.views:  # every applied version, so no move between vans is coalesced away
-            step.van_orders += van_order_records(previous, view)
+            step.derived += [("VanOrder", v) for v in van_order_records(previous, view)]
+            request = redispatch_request(previous, view)
+            if request is not None:
+                step.derived.append(("RedispatchRequest", request))
             previous = view
         step.state = result.state
         step.applied += result.applied
@@ -78,6 +85,21 @@ def fold_records(codec: AvroCodec, state: State | None,
     # buffering, duplicates and conflicts leave it as it was.
     step.view_changed = step.view is not initial_view
     return step
+
+
+# where the order projection's derived records go: record type -> (topic, key field, event-time field)
+DERIVED = {"VanOrder": (VAN_ORDERS.name, "driver_id", "event_time"),
+           "RedispatchRequest": (FLEET.name, "order_id", "requested_at")}
+
+
+def derived_records(codec: AvroCodec, outputs: Sequence[tuple[str, dict[str, Any]]]
+                    ) -> list[tuple[str, bytes, bytes, int]]:
+    """``(topic, key, value, event time)`` of an order's derived records (``Folded.outputs``), in order."""
+    out = []
+    for record_type, value in outputs:
+        topic, key_field, time_field = DERIVED[record_type]
+        out.append((topic, value[key_field].encode(), codec.encode(record_type, value), value[time_field]))
+    return out
 
 
 def projection_record(codec: AvroCodec, state: State) -> tuple[bytes, bytes]:
@@ -103,7 +125,7 @@ class OrderProjection:
         return Folded(step.state, changed=step.changed and step.state is not None,
                       published=step.view_changed and step.view is not None, dead_letters=step.dead_letters,
                       applied=step.applied, duplicates=step.duplicates, buffered=step.buffered,
-                      outputs=step.van_orders)
+                      outputs=step.derived)
 
     def encode_view(self, state: State, previous: Encoded | None = None) -> Encoded:
         """The projection record's value (framed ``OrderState``), re-using ``previous``'s unchanged bytes."""

@@ -1,5 +1,6 @@
 """The public JSON form of an order projection (seed scenario 1) and the
-merge of a driver's live GPS position into it. Pure functions.
+merges of what is derived downstream of it: the driver's live GPS position, the
+order's tracking record (GPS ETA and geofence stage times), its open alerts. Pure functions.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from typing import Any
 from projections.timefmt import iso
 
 ACTIVE_DELIVERY = frozenset({"DELIVERING", "EXCEPTION_HANDLING"})
+# stage name in the public view -> OrderEta field (projections.stage_times): derived from the van's
+# geofences and merged on read; no order event records a stage of these names
+DERIVED_STAGES = {"arrived_warehouse": "arrived_warehouse_at", "arrived_customer": "arrived_customer_at",
+                  "left_customer": "left_customer_at"}
 
 
 def _point(p: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -100,9 +105,30 @@ def with_open_alerts(public: dict[str, Any], alerts: Sequence[Mapping[str, Any]]
 
 
 def with_live_eta(public: dict[str, Any], eta: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ETA from the van's GPS (an ``OrderEta`` record) as ``eta`` + ``etaUpdatedAt``, while the
-    order is out for delivery on that dispatch; otherwise the view's own ``eta`` (set at dispatch)."""
-    if eta is None or public["status"] not in ACTIVE_DELIVERY or eta["dispatch_count"] != public["dispatchCount"]:
+    """Merge the order's tracking record (an ``OrderEta`` from the van's GPS) of the view's current
+    dispatch: its stage times (arrived at the warehouse, arrived at / left the customer: derived
+    from geofences, never order events) join ``stages`` in any status; its ETA replaces ``eta``
+    (with ``etaUpdatedAt``, ``etaSource``) while the order is out for delivery, otherwise the view
+    keeps its own ``eta`` (set at dispatch). A record of another dispatch changes nothing."""
+    if eta is None or eta["dispatch_count"] != public["dispatchCount"]:
         return public
-    return {**public, "eta": iso(eta["eta"]), "etaUpdatedAt": iso(eta["computed_at"]),
-            "etaSource": f"gps/{eta['estimator']}"}
+    out = public
+    derived = {stage: iso(eta[field]) for stage, field in DERIVED_STAGES.items() if eta.get(field) is not None}
+    if derived:
+        out = {**out, "stages": dict(sorted({**public["stages"], **derived}.items()))}
+    if public["status"] in ACTIVE_DELIVERY:
+        out = {**out, "eta": iso(eta["eta"]), "etaUpdatedAt": iso(eta["computed_at"]),
+               "etaSource": f"gps/{eta['estimator']}"}
+    return out
+
+
+def with_redispatch(public: dict[str, Any], suggestion: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``redispatchSuggestion``: who should take the order over after its van stopped (``projections.fleet``),
+    while it is the current delivery attempt's (a proposal, not an order event; a later dispatch supersedes it)."""
+    if suggestion is None or suggestion["dispatch_count"] != public["dispatchCount"]:
+        return public
+    return {**public, "redispatchSuggestion": {
+        "toDriverId": suggestion["to_driver_id"], "toVehicleId": suggestion["to_vehicle_id"],
+        "distanceM": suggestion["distance_m"], "eta": None if suggestion["eta"] is None else iso(suggestion["eta"]),
+        "decidedAt": iso(suggestion["decided_at"]), "reason": suggestion["reason"],
+        "excluded": suggestion["excluded"]}}

@@ -11,12 +11,14 @@ haversines per stop) it
   arrived yet,
 * asks the ``EtaEstimator`` (``DistanceSpeedEta`` now; a learnt model later, same interface),
 * emits an ``OrderEta`` record for an order whose ETA moved by at least ``min_change_ms`` or was
-  last sent ``refresh_ms`` ago (so consumers get news, not a stream of identical estimates),
+  last sent ``refresh_ms`` ago (so consumers get news, not a stream of identical estimates), and
+  for the first estimate of a dispatch or one that carries stage times not yet published; every
+  record carries the stage times of the dispatch (``projections.stage_times``) and ``updated_at``,
 * decides the "arriving in about 10 minutes" notice: the time left crosses the threshold
   (``projections.eta.arriving_soon``), once per order and dispatch.
 
 Everything stays in the driver's JSON state (``speed``, ``route``, ``eta_at`` and, per site,
-``eta``/``eta_at``/``eta_sent``/``soon``).
+``eta``/``eta_at``/``eta_sent``/``soon``/``last``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from projections import stage_times
 from projections.eta import EtaEstimator, Stop, VanSnapshot, arriving_soon, speed_mps, track, visit_order
 
 
@@ -60,14 +63,15 @@ def update(st: dict[str, Any], cfg: EtaSettings, driver: str, vehicle: str, lat:
     for e in cfg.estimator.estimate(van, [Stop(oid, sites[oid]["lat"], sites[oid]["lng"]) for oid in route]):
         site = sites[e.order_id]
         new = {**site, "eta": e.eta, "eta_at": at}
-        sent = site.get("eta_sent")
-        if site.get("eta") is None or abs(e.eta - site["eta"]) >= cfg.min_change_ms or sent is None or \
-                at - sent >= cfg.refresh_ms:
+        if _publish(site, e.eta, at, cfg):
             new["eta_sent"] = at
-            etas.append({"order_id": e.order_id, "driver_id": driver, "vehicle_id": vehicle,
-                         "dispatch_count": site["dispatch"], "eta": e.eta, "computed_at": at,
-                         "distance_m": round(e.distance_m, 1), "stops_before": e.stops_before,
-                         "speed_kmh": None if speed is None else round(speed * 3.6, 2), "estimator": cfg.name})
+            record = {"order_id": e.order_id, "driver_id": driver, "vehicle_id": vehicle,
+                      "dispatch_count": site["dispatch"], "eta": e.eta, "computed_at": at,
+                      "distance_m": round(e.distance_m, 1), "stops_before": e.stops_before,
+                      "speed_kmh": None if speed is None else round(speed * 3.6, 2), "estimator": cfg.name,
+                      **stage_times.of(site), "updated_at": at}
+            etas.append(record)
+            stage_times.published(new, record)
         if cfg.soon_ms is not None and site.get("soon") != site["dispatch"] and arriving_soon(
                 site.get("eta"), e.eta, at, cfg.soon_ms, previous_at=site.get("eta_at")):
             new["soon"] = site["dispatch"]
@@ -77,3 +81,12 @@ def update(st: dict[str, Any], cfg: EtaSettings, driver: str, vehicle: str, lat:
                                                     "warehouse_id": site["warehouse_id"], "at": at, "eta": e.eta,
                                                     "distance_m": e.distance_m, "lat": lat, "lng": lng}))
         sites[e.order_id] = new
+
+
+def _publish(site: dict[str, Any], eta: int, at: int, cfg: EtaSettings) -> bool:
+    """Publish this estimate? When it moved by ``min_change_ms``, was last sent ``refresh_ms`` ago, is the
+    first of the order's dispatch, or carries stage times not yet published (``projections.stage_times``)."""
+    sent, last = site.get("eta_sent"), site.get("last")
+    return (site.get("eta") is None or abs(eta - site["eta"]) >= cfg.min_change_ms or sent is None
+            or at - sent >= cfg.refresh_ms or bool(site.get("stages_due"))
+            or (last is not None and last["dispatch_count"] != site["dispatch"]))

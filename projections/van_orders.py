@@ -37,7 +37,8 @@ def placement(view: View | None) -> tuple[str, str, int] | None:
     return view["driver"]["driver_id"], state, view["dispatch_count"]
 
 
-def _weight_kg(view: View) -> float:
+def weight_kg(view: View) -> float:
+    """The order's weight: measured, else expected, else ordered kilograms."""
     total = 0.0
     for line in view["lines"]:
         kg = line.get("measured_kg")
@@ -53,7 +54,7 @@ def _record(view: View, driver_id: str, vehicle_id: str, state: str, at: int) ->
             "warehouse_id": view["warehouse_id"], "state": state,
             "destination": {"lat": dest["lat"], "lng": dest["lng"]},
             "window_start": view["delivery_window_start"], "window_end": view["delivery_window_end"],
-            "dispatch_count": view["dispatch_count"], "weight_kg": _weight_kg(view), "event_time": at}
+            "dispatch_count": view["dispatch_count"], "weight_kg": weight_kg(view), "event_time": at}
 
 
 def van_order_records(before: View | None, after: View) -> list[dict[str, Any]]:

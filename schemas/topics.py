@@ -113,11 +113,34 @@ ORDER_ETAS = TopicSpec(
     partitions=6,
     records=("OrderEta",),
     config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)},
-    doc="The latest arrival estimate per order on a van (compacted, keyed by order id), from the van's GPS.",
+    doc="The tracking record per order on a van (compacted, keyed by order id), from the van's GPS: the latest "
+        "arrival estimate and the stage times of the dispatch derived from geofences (derived facts, not order "
+        "events).",
+)
+
+FLEET = TopicSpec(
+    name="kuailv.fleet.v1",
+    key="driver_id (DriverStatus) / order_id (RedispatchRequest)",
+    partitions=1,  # one consumer sees the whole fleet in one order (shard by region for a bigger city)
+    records=("DriverStatus", "RedispatchRequest"),
+    config={"cleanup.policy": "delete", "retention.ms": str(DAY_MS)},
+    doc="Repartition topic of the fleet-wide view: each driver's last fix and load (DriverStatus, keyed by driver "
+        "id, from the geofence projection) and the orders whose van stopped after an incident (RedispatchRequest, "
+        "keyed by order id, from the order projection). One partition. 1 day.",
+)
+
+REDISPATCH_SUGGESTIONS = TopicSpec(
+    name="kuailv.redispatch-suggestions.v1",
+    key="order_id",
+    partitions=3,
+    records=("RedispatchSuggestion",),
+    config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)},
+    doc="The proposed new driver for an order whose van stopped after an incident (compacted, keyed by order id): "
+        "nearest available driver with room, distance, new ETA and why the others were passed over.",
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_EVENTS, GPS, SENSORS, ORDER_STATE, DEAD_LETTERS, VAN_ORDERS,
-                                     GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS)
+                                     GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS, FLEET, REDISPATCH_SUGGESTIONS)
 
 
 def topic_for_record(record_name: str) -> TopicSpec:

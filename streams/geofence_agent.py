@@ -27,7 +27,7 @@ from projections.geofence_step import GeofenceProjection, fire_silences, gps_wat
 from projections.keyed_batch import fold_batch
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, VAN_ORDERS
+from schemas.topics import ALERTS, FLEET, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, VAN_ORDERS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.keyed_states import CachedStates, parked
 from streams.runtime.timers import PartitionTimers, RedisTimers
@@ -91,6 +91,8 @@ class GeofenceAgent:
                     kafka.append((ORDER_ETAS.name, value["order_id"].encode(), self.codec.encode("OrderEta", value),
                                   value["updated_at"]))  # when the record was decided (>= computed_at)
                     etas.append(value)
+                elif kind == "status":  # the fleet view's input (re-dispatch)
+                    kafka.append((FLEET.name, key.encode(), self.codec.encode("DriverStatus", value), value["at"]))
                 else:
                     kafka.append((ALERTS.name, value["alert_id"].encode(), self.codec.encode("Alert", value),
                                   value["updated_at"]))

@@ -20,16 +20,23 @@ import time
 from pathlib import Path
 
 from config.settings import Settings
-from schemas.topics import GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+from schemas.topics import FLEET, GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
 from streams.kafka_lag import end_offsets, group_lag
-from streams.queries import alert_listing, alert_row, order_document, progress
+from streams.queries import (
+    KINDS,
+    alert_listing,
+    alert_row,
+    order_document,
+    progress,
+    redispatch_listing,
+    redispatch_row,
+)
 from streams.simulation_runner import SimulationProgress, simulate_into_system
 
 INPUT_TOPICS = (ORDER_EVENTS.name, GPS.name, SENSORS.name)
 # (consumer group suffix, topics): every agent's group must have caught up before the run ends
 GROUPS = (("", INPUT_TOPICS), ("-geofences", (GPS.name, VAN_ORDERS.name)),
-          ("-alerts", (ORDER_EVENTS.name, SENSORS.name)))
-KINDS = ("orders", "telemetry", "geofences", "alerts")
+          ("-alerts", (ORDER_EVENTS.name, SENSORS.name)), ("-fleet", (FLEET.name,)))
 STATUS_ORDER = ["CREATED", "PAID", "PICKING", "DELIVERING", "EXCEPTION_HANDLING", "SIGNED", "RETURNING", "RETURNED",
                 "CLAIMING", "CLAIM_SETTLED", "OUT_OF_STOCK", "CANCELLED"]
 
@@ -139,6 +146,11 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         print(f"\n$ kuailv alerts --open   ({stats['open_alerts']} open; newest {len(open_alerts)})")
         for a in open_alerts:
             print("  " + alert_row(a))
+    suggestions = redispatch_listing(settings, limit=5)
+    if suggestions:
+        print("\nre-dispatch suggestions after incidents (newest first):")
+        for sug in suggestions:
+            print("  " + redispatch_row(sug))
     if sim.order_ids:
         example = _pick_example(settings, sim.order_ids)
         if example:

@@ -23,10 +23,10 @@ from typing import Any
 
 from projections.keyed_batch import fold_batch
 from projections.order_state import State
-from projections.order_step import OrderProjection
+from projections.order_step import OrderProjection, derived_records
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
+from schemas.topics import ORDER_EVENTS, ORDER_STATE
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.keyed_states import CachedStates, parked
 from streams.runtime.state_cache import Entry
@@ -69,9 +69,8 @@ class OrderStateAgent:
                 memo = self.projection.encode_view(f.state, memo)
                 projection = memo.data
                 kafka.append((ORDER_STATE.name, key.encode(), projection))
-            for van_order in f.outputs:  # every move between vans of this batch, in version order
-                kafka.append((VAN_ORDERS.name, van_order["driver_id"].encode(),
-                              self.codec.encode("VanOrder", van_order), van_order["event_time"]))
+            # every move between vans of this batch, in version order, and re-dispatch requests
+            kafka += derived_records(self.codec, f.outputs)
             writes.append(OrderWrite(key, f.state, projection))
             entries.append((key, Entry(f.state, result.partitions.get(key, partition), memo)))
         if result.dead_letters:

@@ -22,6 +22,7 @@ def geofence_projection(settings: Settings, codec: Any) -> Any:
     from config.geofences import load_fence_file
     from projections.eta import DistanceSpeedEta
     from projections.fence_index import FenceIndex
+    from projections.fleet import STATUS_INTERVAL_MS
     from projections.geofence import GeoContext
     from projections.geofence_step import GeofenceProjection
     from projections.van_eta import EtaSettings
@@ -32,7 +33,8 @@ def geofence_projection(settings: Settings, codec: Any) -> Any:
     silent = rules.by_kind("gps-silent")
     eta = EtaSettings(DistanceSpeedEta(), soon_ms=round(soon.params.threshold_min * 60_000) if soon else None)
     ctx = GeoContext(fences, settings.geofence_lateness_ms, eta,
-                     silence_ms=round(silent.params.silence_min * 60_000) if silent else None)
+                     silence_ms=round(silent.params.silence_min * 60_000) if silent else None,
+                     status_ms=STATUS_INTERVAL_MS)
     return GeofenceProjection(codec, FenceIndex(fences), ctx, GEOFENCE_KINDS, rules)
 
 
@@ -42,3 +44,10 @@ def alert_projection(settings: Settings, codec: Any) -> Any:
     from projections.alert_step import AlertProjection
 
     return AlertProjection(codec, load_rules_file(settings.alert_rules_file), ALERT_KINDS)
+
+
+def fleet_projection(settings: Settings, codec: Any) -> Any:
+    """``FleetProjection`` (re-dispatch suggestions) from ``KUAILV_FLEET_CAPACITY_KG``."""
+    from projections.fleet import FleetContext, FleetProjection
+
+    return FleetProjection(codec, FleetContext(default_capacity_kg=settings.fleet_capacity_kg))

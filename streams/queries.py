@@ -9,11 +9,14 @@ from typing import Any
 
 from config.settings import Settings
 from projections.order_status import OrderStatus
-from projections.order_view import with_live_eta, with_live_position, with_open_alerts
+from projections.order_view import with_live_eta, with_live_position, with_open_alerts, with_redispatch
 from streams.sinks.redis_alerts import RedisAlerts
+from streams.sinks.redis_fleet import RedisFleet
 from streams.sinks.redis_geofences import RedisGeofenceStates
 from streams.sinks.redis_orders import RedisOrderStore
 from streams.sinks.redis_positions import RedisDriverPositions
+
+KINDS = ("orders", "telemetry", "geofences", "alerts", "fleet")  # the worker's agents (counters)
 
 
 @contextmanager
@@ -28,8 +31,9 @@ def _client(settings: Settings) -> Iterator[Any]:
 
 
 def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
-    """The order's public view with the driver's live GPS position, the latest ETA from the van's GPS and
-    the order's open alerts merged in (all three are derived downstream of the order projection)."""
+    """The order's public view with the driver's live GPS position, its tracking record from the van's GPS
+    (latest ETA, geofence stage times in ``stages``) and its open alerts merged in (all three are derived
+    downstream of the order projection, never order events)."""
     with _client(settings) as r:
         view = RedisOrderStore(r, settings.redis_prefix).view(order_id)
         if view is None:
@@ -38,7 +42,8 @@ def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
         position = RedisDriverPositions(r, settings.redis_prefix).get(driver) if driver else None
         alerts = RedisAlerts(r, settings.redis_prefix).order_alerts(order_id)
         eta = RedisGeofenceStates(r, settings.redis_prefix).eta(order_id)
-        return with_open_alerts(with_live_eta(with_live_position(view, position), eta), alerts)
+        doc = with_open_alerts(with_live_eta(with_live_position(view, position), eta), alerts)
+        return with_redispatch(doc, RedisFleet(r, settings.redis_prefix).suggestion(order_id))
 
 
 def order_ids(settings: Settings, **by: str | None) -> set[str]:
@@ -51,7 +56,7 @@ def progress(settings: Settings) -> dict[str, Any]:
     p = settings.redis_prefix
     with _client(settings) as r:
         pipe = r.pipeline(transaction=False)
-        for kind in ("orders", "telemetry", "geofences", "alerts"):
+        for kind in KINDS:
             pipe.hgetall(f"{p}:stats:{kind}")
         pipe.zcard(f"{p}:alerts:open")
         for status in OrderStatus:
@@ -61,8 +66,9 @@ def progress(settings: Settings) -> dict[str, Any]:
     def ints(h: dict[bytes, bytes]) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in h.items()}
 
-    return {"orders": ints(res[0]), "telemetry": ints(res[1]), "geofences": ints(res[2]), "alerts": ints(res[3]),
-            "open_alerts": res[4], "by_status": {s.value: n for s, n in zip(OrderStatus, res[5:], strict=True) if n}}
+    n = len(KINDS)
+    return {**{kind: ints(h) for kind, h in zip(KINDS, res[:n], strict=True)}, "open_alerts": res[n],
+            "by_status": {s.value: c for s, c in zip(OrderStatus, res[n + 1:], strict=True) if c}}
 
 
 def alert_listing(settings: Settings, *, order_id: str | None = None, open_only: bool = False,
@@ -79,3 +85,15 @@ def alert_row(a: dict[str, Any]) -> str:
     state = a["status"] if a["status"] == "OPEN" else "resolved " + time.strftime(
         "%H:%M", time.gmtime(a["resolved_at"] / 1000))
     return f"{when}Z {state:<14} {a['severity']:<8} {a['alert_id']:<48} {a['message']}"
+
+
+def redispatch_listing(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest re-dispatch suggestions (``projections.fleet``), newest first."""
+    with _client(settings) as r:
+        return RedisFleet(r, settings.redis_prefix).recent(limit)
+
+
+def redispatch_row(s: dict[str, Any]) -> str:
+    when = time.strftime("%m-%d %H:%M", time.gmtime(s["decided_at"] / 1000))
+    to = f"-> {s['to_driver_id']} ({s['distance_m'] / 1000:.1f} km)" if s["to_driver_id"] else "-> nobody"
+    return f"{when}Z {s['suggestion_id']:<22} {s['reason_code']:<17} {s['from_driver_id']} {to}: {s['reason']}"

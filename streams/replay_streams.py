@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from projections.alert_step import AlertProjection
+from projections.fleet import FleetProjection
 from projections.geofence_step import GeofenceProjection
 from projections.timed_batch import TimedBatches, alert_timing, geofence_timing
 from schemas.dead_letters import DeadLetter, SourceRecord
@@ -96,6 +97,12 @@ def replay_geofences(projection: GeofenceProjection, partitions: list[list[Sourc
 def replay_alerts(projection: AlertProjection, partitions: list[list[SourceRecord]], lateness_ms: int,
                   batch: int = 500) -> StreamReplay:
     return _replay(TimedBatches(projection, alert_timing(projection, lateness_ms)), partitions, batch)
+
+
+def replay_fleet(projection: FleetProjection, partitions: list[list[SourceRecord]], batch: int = 2000
+                 ) -> StreamReplay:
+    """``kuailv.fleet.v1`` (one partition, one key) through the fleet projection: re-dispatch suggestions."""
+    return _replay(TimedBatches(projection, None), partitions, batch)
 
 
 def _replay(steps: TimedBatches, partitions: list[list[SourceRecord]], batch: int) -> StreamReplay:

@@ -1,7 +1,7 @@
 """``kuailv worker``: the always-on projection worker.
 
 One process runs one ``BatchLoop`` per agent (``orders``, ``telemetry``, ``geofences``,
-``alerts``), each in its own thread with its own consumer in the group ``KUAILV_CONSUMER_GROUP``
+``alerts``, ``fleet``), each in its own thread with its own consumer in the group ``KUAILV_CONSUMER_GROUP``
 (the geofence agent in ``<group>-geofences``: it reads GPS too, and needs the range assignor;
 the alert agent in ``<group>-alerts``: it reads the sensors too). Start more processes
 with the same group to scale out: Kafka spreads the partitions (cooperative-sticky
@@ -22,12 +22,12 @@ from typing import Any
 
 from config.settings import Settings
 from schemas.codec import AvroCodec
-from streams.projection_builders import alert_projection, geofence_projection
+from streams.projection_builders import alert_projection, fleet_projection, geofence_projection
 from streams.runtime import tune_gc
 from streams.runtime.batch_loop import Agent, BatchLoop, consumer_config
 
 log = logging.getLogger(__name__)
-AGENTS = ("orders", "telemetry", "geofences", "alerts")
+AGENTS = ("orders", "telemetry", "geofences", "alerts", "fleet")
 
 
 def wall_clock_ms() -> int:
@@ -92,6 +92,12 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
                           InfluxWriter(settings.influx_url, settings.influx_db), output, stats, consumer=consumer,
                           wall_clock_ms=wall_clock_ms, lateness_ms=settings.alert_lateness_ms,
                           cache_keys=settings.state_cache_keys)
+    if name == "fleet":
+        from streams.fleet_agent import FleetAgent
+        from streams.sinks.redis_fleet import RedisFleet
+
+        return FleetAgent(codec, fleet_projection(settings, codec), RedisFleet(redis_client, settings.redis_prefix),
+                          output, stats, consumer=consumer, wall_clock_ms=wall_clock_ms)
     raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}")
 
 

@@ -1,5 +1,6 @@
 """Each driver's geofence state in Redis: ``<prefix>:geofence:<driver_id>`` = orjson of the state;
-and each order's latest ETA: ``<prefix>:eta:<order_id>`` = the ``OrderEta`` record as JSON.
+and each order's tracking record (latest ETA and the stage times of its dispatch):
+``<prefix>:eta:<order_id>`` = the latest ``OrderEta`` record as JSON.
 
 The state is what ``projections.geofence_step`` folds (buffered pings, fences the driver is in,
 orders on the van, last applied offset per source partition). It is written after the batch's

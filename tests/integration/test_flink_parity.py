@@ -118,9 +118,10 @@ def parity(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     out_topic, dlq_topic = f"kuailv.parity-{tag}.order-state", f"kuailv.parity-{tag}.dead-letters"
-    van_topic = f"kuailv.parity-{tag}.van-orders"
+    van_topic, fleet_topic = f"kuailv.parity-{tag}.van-orders", f"kuailv.parity-{tag}.fleet"
     for f in admin.create_topics([NewTopic(out_topic, 6, 1, config={"cleanup.policy": "compact"}),
-                                  NewTopic(dlq_topic, 3, 1), NewTopic(van_topic, 6, 1)]).values():
+                                  NewTopic(dlq_topic, 3, 1), NewTopic(van_topic, 6, 1),
+                                  NewTopic(fleet_topic, 1, 1)]).values():
         f.result(30)
     run = ParityRun(stack, tag, events, {k: positions[v] for k, v in refs.items()}, out_topic, dlq_topic,
                     f"par{tag}")
@@ -134,13 +135,14 @@ def parity(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             [str(flink_env.python_executable()), "-m", "jobs.order_state_job", "--profile", "test", "--local",
              "--mode", "thread", "--bounded", "--no-restart", "--parallelism", "2", "--group", f"flink-parity-{tag}",
              "--output-topic", out_topic, "--dead-letter-topic", dlq_topic, "--van-orders-topic", van_topic,
+             "--fleet-topic", fleet_topic,
              "--checkpoint-ms", "2000"],
             cwd=ROOT, capture_output=True, text=True, timeout=240)
         assert flink.returncode == 0, flink.stdout[-3000:] + flink.stderr[-5000:]
         yield run
     finally:
         worker.stop()
-        for f in admin.delete_topics([out_topic, dlq_topic, van_topic]).values():
+        for f in admin.delete_topics([out_topic, dlq_topic, van_topic, fleet_topic]).values():
             f.result(30)
 
 

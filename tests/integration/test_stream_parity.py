@@ -34,11 +34,13 @@ from schemas.codec import AvroCodec
 from schemas.topics import (
     ALERTS,
     DEAD_LETTERS,
+    FLEET,
     GEOFENCE_TRANSITIONS,
     GPS,
     ORDER_ETAS,
     ORDER_EVENTS,
     ORDER_STATE,
+    REDISPATCH_SUGGESTIONS,
     SENSORS,
     VAN_ORDERS,
 )
@@ -59,17 +61,22 @@ class Run:
         self.settings = settings
         self.topics = private_topics(settings.kafka_bootstrap, self.tag, [ORDER_EVENTS, ORDER_STATE, VAN_ORDERS, GPS,
                                                                           SENSORS, GEOFENCE_TRANSITIONS, ALERTS,
-                                                                          ORDER_ETAS, DEAD_LETTERS])
+                                                                          ORDER_ETAS, DEAD_LETTERS, FLEET,
+                                                                          REDISPATCH_SUGGESTIONS])
         self.env = {"KUAILV_PROFILE": "test", "KUAILV_CONSUMER_GROUP": f"kuailv-par-{self.tag}",
                     "KUAILV_REDIS_PREFIX": f"par{self.tag}", "KUAILV_WORKER_BATCH_SECONDS": "0.05",
                     "KUAILV_TOPIC_RENAMES": renames_env(self.topics)}
         self.codec = AvroCodec(epoch_ms=True)
         self.flink_topics = private_topics(settings.kafka_bootstrap, f"{self.tag}-flink",
-                                           [GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS, DEAD_LETTERS])
+                                           [GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS, DEAD_LETTERS, FLEET,
+                                            REDISPATCH_SUGGESTIONS])
 
     def flink_job(self, projection: str, inputs: tuple[Any, ...], parallelism: int) -> subprocess.Popen:
+        """Inputs from the worker's topics (the fleet job: the worker's kuailv.fleet.v1, the same log as the
+        worker's fleet agent and the replay), outputs to the Flink topics."""
         renames = [f"{s.name}={self.topic(s)}" for s in inputs]
-        renames += [f"{name}={actual}" for name, actual in self.flink_topics.items()]
+        renames += [f"{name}={actual}" for name, actual in self.flink_topics.items() if name not in
+                    {s.name for s in inputs}]
         cmd = [str(flink_env.python_executable()), "-m", "jobs.timed_projection_job", "--projection", projection,
                "--profile", "test", "--local", "--mode", "thread", "--bounded", "--no-restart",
                "--parallelism", str(parallelism), "--group", f"flink-par-{self.tag}-{projection}",
@@ -141,7 +148,7 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     late["event_time"] -= 3_600_000  # an hour behind its driver: LATE_EVENT
     telemetry.append(("GpsPing", late))
     producer = SyncProducer(stack.kafka_bootstrap)
-    worker = ProjectProcess(["worker", "--agents", "orders,geofences,alerts", "--loglevel", "warning"], r.env,
+    worker = ProjectProcess(["worker", "--agents", "orders,geofences,alerts,fleet", "--loglevel", "warning"], r.env,
                             tmp_path_factory.mktemp("parity") / "worker.log").start()
     try:
         for t, v in orders:
@@ -152,10 +159,12 @@ def run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         for t, v in telemetry:
             producer.send(r.topic(GPS if t == "GpsPing" else SENSORS), v[KEYS[t]].encode(), r.codec.encode(t, v))
         producer.flush()
-        wait_for(lambda: r.lag("-geofences", GPS, VAN_ORDERS) == 0 and r.lag("-alerts", ORDER_EVENTS, SENSORS) == 0,
-                 180, "the geofence and alert agents to catch up")
+        wait_for(lambda: r.lag("-geofences", GPS, VAN_ORDERS) == 0 and r.lag("-alerts", ORDER_EVENTS, SENSORS) == 0
+                 and r.lag("-fleet", FLEET) == 0, 180, "the geofence, alert and fleet agents to catch up")
         r.worker = worker  # type: ignore[attr-defined]
         jobs = [r.flink_job("geofences", (GPS, VAN_ORDERS), 2), r.flink_job("alerts", (ORDER_EVENTS, SENSORS), 1)]
+        jobs[0].wait(300)  # two JVMs at a time on two cores
+        jobs.append(r.flink_job("fleet", (FLEET,), 1))
         for job in jobs:
             out, _ = job.communicate(timeout=300)
             assert job.returncode == 0, out[-6000:]
@@ -189,17 +198,18 @@ def test_geofence_transitions_agree(run: Run) -> None:
 def test_etas_agree(run: Run) -> None:
     """The current estimate per order, as a consumer of the compacted topic keeps it."""
     def latest(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Per order, the newest estimate of its newest dispatch (two vans' records interleave by timing)."""
+        """Per order, the newest record of its newest dispatch (two vans' records interleave by timing):
+        highest (dispatch_count, updated_at); a record that only adds a stage time keeps computed_at."""
         out: dict[str, dict[str, Any]] = {}
         for e in rows:
             cur = out.get(e["order_id"])
-            if cur is None or (e["dispatch_count"], e["computed_at"]) > (cur["dispatch_count"], cur["computed_at"]):
+            if cur is None or (e["dispatch_count"], e["updated_at"]) > (cur["dispatch_count"], cur["updated_at"]):
                 out[e["order_id"]] = e
         return out
 
     live = latest(run.published(ORDER_ETAS))
     replayed = latest([e for e in run.replay("geofences") if e.pop("record_type") == "OrderEta"])
-    assert len(live) > 20 and all(e["estimator"] == "distance-speed/v1" for e in live.values())
+    assert len(live) > 20 and all(e["estimator"] in ("distance-speed/v1", "geofence/arrival") for e in live.values())
     differ = {k: (live.get(k), replayed.get(k)) for k in set(live) | set(replayed) if live.get(k) != replayed.get(k)}
     assert not differ, orjson.dumps(differ).decode()
 
@@ -247,7 +257,7 @@ def test_flink_jobs_agree_with_replay(run: Run) -> None:
     """Transitions per driver in order, every ETA per order and dispatch in order, the latest record of
     every alert (SLA, cold chain, notices, gps-silent), and the late ping's dead letter."""
     geo = run.replay("geofences")
-    kinds = {"GeofenceTransition": "transition", "OrderEta": "eta", "Alert": "alert"}
+    kinds = {"GeofenceTransition": "transition", "OrderEta": "eta", "Alert": "alert", "DriverStatus": "status"}
     replayed: dict[str, list[dict[str, Any]]] = {}
     for row in geo:
         replayed.setdefault(kinds[row.pop("record_type")], []).append(row)
@@ -264,6 +274,7 @@ def test_flink_jobs_agree_with_replay(run: Run) -> None:
     assert sorted(flink_transitions, key=lambda t: t["transition_id"]) == \
         sorted(replayed["transition"], key=lambda t: t["transition_id"])
     assert _latest_etas(run.flink_published(ORDER_ETAS)) == _latest_etas(replayed["eta"])
+    assert len(replayed["status"]) > 20
     flink_alerts = {a["alert_id"]: a for a in run.flink_published(ALERTS)}
     expected = {a["alert_id"]: a for a in run.replay("alerts")}
     expected.update({a["alert_id"]: a for a in replayed["alert"]})
@@ -273,3 +284,25 @@ def test_flink_jobs_agree_with_replay(run: Run) -> None:
     assert not differ, orjson.dumps(differ).decode()[:3000]
     dead = [d for d in run.flink_published(DEAD_LETTERS) if d["reason_code"] == "LATE_EVENT"]
     assert [d["event_id"] for d in dead if d["source_topic"] == GPS.name] == [f"late-{run.tag}"]
+
+
+def test_redispatch_suggestions_agree_in_every_engine(run: Run) -> None:
+    """The accidents of the simulation: the worker's fleet agent, the Flink fleet job and the replay of the
+    worker's kuailv.fleet.v1 propose the same drivers; the Flink geofence job's driver statuses are the
+    worker's (per driver, in order)."""
+    live = {s["suggestion_id"]: s for s in run.published(REDISPATCH_SUGGESTIONS)}
+    assert live, "the simulation has accidents (p_accident=0.05)"
+    assert any(s["to_driver_id"] for s in live.values()), live
+    replayed = {s["suggestion_id"]: s for s in run.replay("fleet")}
+    flink = {s["suggestion_id"]: s for s in run.flink_published(REDISPATCH_SUGGESTIONS)}
+    assert live == replayed == flink
+
+    def statuses(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if "load_kg" in row:
+                out.setdefault(row["driver_id"], []).append(row)
+        return out
+
+    worker = statuses(run.published(FLEET))
+    assert worker and statuses(run.flink_published(FLEET)) == worker

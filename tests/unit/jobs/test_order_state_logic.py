@@ -10,7 +10,7 @@ from jobs.order_state_logic import OrderStateLogic, dump_state, load_state, sour
 from projections.order_state import fold_all
 from projections.timefmt import jsonable
 from schemas.codec import AvroCodec
-from schemas.topics import DEAD_LETTERS, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
+from schemas.topics import DEAD_LETTERS, FLEET, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 from simulator.events import order_story
 
 CODEC = AvroCodec()
@@ -61,7 +61,11 @@ def test_shuffled_duplicated_log_gives_the_in_order_states_and_latest_projection
     assert states == jsonable(expected)
     latest = {}
     van_orders: dict[str, list[dict[str, Any]]] = {}
+    requests = []
     for topic, key, value in outputs:
+        if topic == FLEET.name:  # the accident of the redispatched story: a re-dispatch request
+            requests.append((key.decode(), CODEC.decode(value).value["request_id"]))
+            continue
         if topic == VAN_ORDERS.name:  # orders moving on/off vans, keyed by driver
             vo = CODEC.decode(value).value
             assert key.decode() == vo["driver_id"]
@@ -73,6 +77,7 @@ def test_shuffled_duplicated_log_gives_the_in_order_states_and_latest_projection
     for oid, state in expected.items():
         assert jsonable(latest[oid]) == state["view"]
     assert [vo["state"] for vo in van_orders["KLF1"]][:2] == ["ON_BOARD", "OFF_BOARD"]  # redispatched: off the 1st van
+    assert requests == [("KLF1", "KLF1#1")]
 
 
 def test_bad_records_become_dead_letters_with_their_position() -> None:

@@ -15,12 +15,12 @@ from jobs.timed_projection_logic import TimedProjectionLogic
 from projections.timed_batch import TimedBatches
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+from schemas.topics import ALERTS, FLEET, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, ORDER_EVENTS, SENSORS, VAN_ORDERS
 from streams.replay_streams import StreamReplay, merged_by_time, replay_alerts, replay_geofences
 from tests.unit.projections.test_timed_batch import alert_steps, geofence_steps, simulated_topics
 
 CODEC = AvroCodec(epoch_ms=True)
-KINDS = {GEOFENCE_TRANSITIONS.name: "transition", ORDER_ETAS.name: "eta", ALERTS.name: "alert"}
+KINDS = {GEOFENCE_TRANSITIONS.name: "transition", ORDER_ETAS.name: "eta", ALERTS.name: "alert", FLEET.name: "status"}
 
 
 class DictStore:
@@ -141,6 +141,7 @@ def _same(flink: list[tuple[str, dict[str, Any]]], replay: StreamReplay) -> None
     assert _per_key(flink, "eta", "order_id", "dispatch_count") == _per_key(replay.outputs, "eta", "order_id",
                                                                              "dispatch_count")
     assert _latest(flink) == _latest(replay.outputs)
+    assert _per_key(flink, "status", "driver_id") == _per_key(replay.outputs, "status", "driver_id")
 
 
 @pytest.mark.parametrize("seed,size,restart", [(1, 50, None), (2, 7, None), (3, 200, 5)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from typing import Any
 
 from projections.geofence_step import GeofenceProjection
@@ -44,9 +46,21 @@ def test_one_index_query_per_batch_for_all_drivers() -> None:
     batch = records(pings([900, 100, 100, 100, 100, 100, 100]) + pings([100] * 6, driver="DRV-2"))
     result = fold_batch(projection(index), batch, lambda keys: {})
     assert index.calls == [13]
-    kinds = {k: [t["kind"] for _, t in f.outputs] for k, f in result.folded.items()}
+    kinds = {k: [t["kind"] for kind, t in f.outputs if kind == "transition"] for k, f in result.folded.items()}
     assert kinds == {"DRV-1": ["ENTER"], "DRV-2": ["ENTER"]}
+    assert not any(kind == "status" for f in result.folded.values() for kind, _ in f.outputs)  # status_ms None
     assert result.counts.applied == 13
+
+
+def test_driver_status_for_the_fleet_view_every_interval_of_released_time_and_on_load_changes() -> None:
+    ctx = dataclasses.replace(CTX, status_ms=30_000)
+    p = GeofenceProjection(CODEC, INDEX, ctx, {GPS: "GpsPing", VANS: "VanOrder"})
+    batch = records(pings([900.0 + 10 * n for n in range(200)]))  # 200 pings, one per second
+    out = fold_batch(p, batch, lambda keys: {}).folded["DRV-1"].outputs
+    statuses = [s for kind, s in out if kind == "status"]
+    released_at = [s["at"] for s in statuses]
+    assert len(statuses) >= 5 and all(b - a >= 30_000 for a, b in itertools.pairwise(released_at))
+    assert statuses[0]["load_kg"] == 0 and statuses[0]["orders_on_board"] == [] and statuses[0]["vehicle_id"]
 
 
 def test_redelivered_records_are_skipped_by_offset() -> None:
@@ -137,3 +151,27 @@ def test_gps_silence_with_orders_on_board_opens_at_the_limit_and_resolves_on_the
         alerts = [a for kind, a in resumed.folded["DRV-1"].outputs if kind == "alert"]
         assert alerts[-1]["status"] == "RESOLVED" and alerts[-1]["opened_at"] == due
         assert alerts[-1]["resolved_at"] == T0 + 20 * 60_000
+
+
+def test_stage_times_go_out_as_order_etas_and_a_redelivered_batch_repeats_none() -> None:
+    """The order's tracking record: encoded with the newest OrderEta schema, the warehouse arrival in it."""
+    from projections.eta import DistanceSpeedEta
+    from projections.geofence import GeoContext
+    from projections.van_eta import EtaSettings
+    from tests.unit.projections.geofence_builders import FENCES, T0
+
+    ctx = GeoContext(FENCES, allowed_lateness_ms=30_000, eta=EtaSettings(DistanceSpeedEta()))
+    p = GeofenceProjection(CODEC, INDEX, ctx, {GPS: "GpsPing", VANS: "VanOrder"})
+    batch = records([*pings([0] * 6), van_order(at=T0 + 55_000), *pings([0] * 6, start=6),
+                     *pings([9000] * 6, start=12)])
+    first = fold_batch(p, batch, lambda keys: {})
+    f = first.folded["DRV-1"]
+    etas = [e for kind, e in f.outputs if kind == "eta"]
+    assert etas and all(e["arrived_warehouse_at"] == T0 for e in etas)
+    framed = CODEC.encode("OrderEta", etas[0])
+    decoded = CODEC.decode(framed)
+    assert decoded.schema_id == CODEC.catalog.latest("OrderEta").id == 702
+    assert decoded.value == etas[0]
+
+    again = fold_batch(p, batch, lambda keys: {"DRV-1": f.state})
+    assert again.folded["DRV-1"].outputs == [] and not again.folded["DRV-1"].changed

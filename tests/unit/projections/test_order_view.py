@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from projections.order_state import fold_all
-from projections.order_status import OrderStatus
-from projections.order_view import public_view, with_live_position
+from projections.order_status import TRANSITIONS, OrderStatus
+from projections.order_view import DERIVED_STAGES, public_view, with_live_eta, with_live_position
 from schemas.codec import AvroCodec
 from simulator.events import MINUTE, T0, order_story
 
@@ -217,3 +217,66 @@ def test_order_without_a_driver_ignores_fixes():
     public = public_view(view_after("signed", 4))
     assert public["status"] == "PICKING"
     assert with_live_position(public, fix(DISPATCHED_AT)) == public
+
+
+# --- with_live_eta: the order's tracking record (GPS ETA, geofence stage times) ----------
+
+def tracking(dispatch: int = 1, **stage_times: int | None) -> dict[str, Any]:
+    """An ``OrderEta`` as Redis ``eta:{order}`` holds it (times in epoch ms)."""
+    return {"order_id": ORDER_ID, "driver_id": "DRV-001", "vehicle_id": "VAN-001", "dispatch_count": dispatch,
+            "eta": T0 + 80 * MINUTE, "computed_at": T0 + 60 * MINUTE, "distance_m": 1200.0, "stops_before": 0,
+            "speed_kmh": 24.0, "estimator": "distance-speed/v1", "arrived_warehouse_at": None,
+            "arrived_customer_at": None, "left_customer_at": None, "updated_at": T0 + 60 * MINUTE, **stage_times}
+
+
+def test_out_for_delivery_shows_the_gps_eta_and_the_stage_times():
+    public = out_for_delivery()
+    before = copy.deepcopy(public)
+
+    live = with_live_eta(public, tracking(arrived_warehouse_at=DISPATCHED_AT - 10 * MINUTE))
+
+    assert public == before, "the input is not modified"
+    assert (live["eta"], live["etaUpdatedAt"], live["etaSource"]) == (
+        "2026-06-01T07:20:00.000Z", "2026-06-01T07:00:00.000Z", "gps/distance-speed/v1")
+    assert live["stages"] == {**public["stages"], "arrived_warehouse": "2026-06-01T06:35:00.000Z"}
+    assert list(live["stages"]) == sorted(live["stages"])
+    assert {k: v for k, v in live.items() if k not in ("eta", "etaUpdatedAt", "etaSource", "stages")} == {
+        k: v for k, v in public.items() if k not in ("eta", "stages")}
+
+
+def test_a_signed_order_keeps_its_stage_times_but_shows_no_eta():
+    public = public_view(view_after("signed"))
+    record = tracking(arrived_warehouse_at=T0 + 40 * MINUTE, arrived_customer_at=T0 + 48 * MINUTE,
+                      left_customer_at=T0 + 52 * MINUTE)
+
+    live = with_live_eta(public, record)
+
+    assert live["eta"] is None and "etaUpdatedAt" not in live
+    assert {k: live["stages"][k] for k in DERIVED_STAGES} == {
+        "arrived_warehouse": "2026-06-01T06:40:00.000Z", "arrived_customer": "2026-06-01T06:48:00.000Z",
+        "left_customer": "2026-06-01T06:52:00.000Z"}
+    assert live["stages"]["delivered"] == public["stages"]["delivered"]
+
+
+def test_a_record_of_another_dispatch_changes_nothing():
+    public = public_view(view_after("redispatched", 11))
+    assert public["dispatchCount"] == 2
+    assert with_live_eta(public, tracking(1, arrived_customer_at=T0 + 48 * MINUTE)) == public
+    assert with_live_eta(public, None) == public
+    assert "arrived_customer" in with_live_eta(public, tracking(2, arrived_customer_at=T0 + 70 * MINUTE))["stages"]
+
+
+def test_a_version_1_record_has_no_stage_times():
+    public = out_for_delivery()
+    old = {k: v for k, v in tracking().items() if k not in (*DERIVED_STAGES.values(), "updated_at")}
+    live = with_live_eta(public, old)
+    assert live["stages"] == public["stages"] and live["eta"] == "2026-06-01T07:20:00.000Z"
+
+
+def test_unreached_stages_are_not_listed():
+    public = out_for_delivery()
+    assert with_live_eta(public, tracking())["stages"] == public["stages"]
+
+
+def test_derived_stage_names_are_not_order_event_stages():
+    assert not set(DERIVED_STAGES) & {t.stage for t in TRANSITIONS.values()}

@@ -19,6 +19,7 @@ from config.geofences import load_fence_file
 from projections.alert_step import AlertProjection
 from projections.eta import DistanceSpeedEta
 from projections.fence_index import FenceIndex
+from projections.fleet import STATUS_INTERVAL_MS
 from projections.geofence import GeoContext
 from projections.geofence_step import GeofenceProjection
 from projections.order_state import fold
@@ -100,7 +101,7 @@ def geofence_steps() -> TimedBatches:
     soon, silent = RULES.by_kind("arriving-soon"), RULES.by_kind("gps-silent")
     assert soon is not None and silent is not None
     ctx = GeoContext(fences, 30_000, EtaSettings(DistanceSpeedEta(), soon_ms=round(soon.params.threshold_min * 60_000)),
-                     silence_ms=round(silent.params.silence_min * 60_000))
+                     silence_ms=round(silent.params.silence_min * 60_000), status_ms=STATUS_INTERVAL_MS)
     projection = GeofenceProjection(CODEC, FenceIndex(fences), ctx, {GPS.name: "GpsPing", VAN_ORDERS.name: "VanOrder"},
                                     RULES)
     return TimedBatches(projection, geofence_timing(projection))

@@ -100,10 +100,50 @@ def test_order_created_v1_json_form_reads_with_v2():
     assert codec.from_avro_json("OrderCreated", as_json)["remark"] is None
 
 
+# --- OrderEta v1 -> v2: the order's tracking record gains its stage times ------------------
+
+ETA_V2_FIELDS = ["arrived_warehouse_at", "arrived_customer_at", "left_customer_at", "updated_at"]
+ETA_V1_RECORD = {"order_id": "KL20260601001", "driver_id": "DRV-001", "vehicle_id": "VAN-001", "dispatch_count": 1,
+                 "eta": T0 + 600_000, "computed_at": T0, "distance_m": 3200.5, "stops_before": 1, "speed_kmh": 24.2,
+                 "estimator": "distance-speed/v1"}
+
+
+def test_order_eta_v1_decodes_into_the_v2_shape():
+    v1 = CATALOG.by_id(701)
+    assert (v1.name, v1.version) == ("kuailv.etas.OrderEta", 1)
+    assert AVRO_DIR.joinpath("etas", "order_eta.v1.avsc").read_text("utf-8")  # the old file stays
+
+    decoded = AvroCodec(epoch_ms=True).decode(_frame(v1, ETA_V1_RECORD))
+
+    assert (decoded.record_type, decoded.schema_id) == ("OrderEta", 701)
+    assert list(decoded.value) == [f["name"] for f in CATALOG.latest("OrderEta").raw["fields"]]
+    assert decoded.value == {**ETA_V1_RECORD, **dict.fromkeys(ETA_V2_FIELDS)}
+
+
+def test_order_eta_v2_only_adds_optional_timestamps():
+    v1, v2 = CATALOG.by_id(701).raw, CATALOG.by_id(702).raw
+    assert CATALOG.latest("OrderEta").id == 702
+    kept = v2["fields"][:len(v1["fields"])]
+    assert [(f["name"], f["type"]) for f in kept] == [(f["name"], f["type"]) for f in v1["fields"]]
+    added = v2["fields"][len(v1["fields"]):]
+    assert [f["name"] for f in added] == ETA_V2_FIELDS
+    assert all(f["type"] == ["null", {"type": "long", "logicalType": "timestamp-millis"}] for f in added)
+    assert all(f["default"] is None and f["doc"] for f in added)
+
+
+def test_order_eta_v1_json_form_reads_with_v2():
+    as_json = codec.to_avro_json("OrderEta", {**ETA_V1_RECORD, **dict.fromkeys(ETA_V2_FIELDS)})
+    for name in ETA_V2_FIELDS:
+        del as_json[name]  # a replay file written before v2
+    read = codec.from_avro_json("OrderEta", as_json)
+    assert all(read[name] is None for name in ETA_V2_FIELDS)
+
+
 # --- every later version reads every earlier one --------------------------------------
 
 def test_there_is_a_version_pair_to_check():
-    assert (1, 2) in [(o.id, later.id) for o, later in VERSION_PAIRS]
+    pairs = [(o.id, later.id) for o, later in VERSION_PAIRS]
+    assert (1, 2) in pairs and (701, 702) in pairs
 
 
 @pytest.mark.parametrize(("older", "later"), VERSION_PAIRS,
