@@ -225,7 +225,7 @@ def _assign(st: dict[str, Any], v: Mapping[str, Any], notices: list[tuple[str, b
                             "customer_id": v["customer_id"], "warehouse_id": v["warehouse_id"], "kg": v["weight_kg"],
                             **({k: cur[k] for k in _KEPT if k in cur} if cur is not None else {})}
     if ctx.eta is not None and v["state"] == "ON_BOARD" and (cur is None or cur["dispatch"] != v["dispatch_count"]):
-        stage_times.on_dispatch(st, v["order_id"], ctx.by_id)  # a new dispatch: stage times start afresh
+        stage_times.on_dispatch(st, v["order_id"], ctx.by_id, v["event_time"])  # a new dispatch: stages afresh
     _drop_done_sites(st, notices, v["event_time"])
 
 

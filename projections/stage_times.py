@@ -7,7 +7,8 @@ From those transitions it dates three stages of the order's **current dispatch**
 * ``arrived_warehouse_at``: the van entered the order's warehouse, i.e. a ``WAREHOUSE`` fence of the
   fence file whose ``warehouse_id`` is the order's. A van is normally loaded inside that fence, so
   when the order is put on the van (a new dispatch) while the van is in such a fence, it is the
-  ENTER of that visit; otherwise the next such ENTER while the order is on board;
+  ENTER of that visit (if it began at most ``MAX_VISIT_MS``, 6 h, before: not a van parked there
+  since the day before); otherwise the next such ENTER while the order is on board;
 * ``arrived_customer_at``: the ENTER of the order's customer site (``customer-site/<order id>``);
 * ``left_customer_at``: the EXIT of that site.
 
@@ -54,6 +55,7 @@ from projections.fences import Fence
 
 FIELDS = ("arrived_warehouse_at", "arrived_customer_at", "left_customer_at")
 ARRIVAL_ESTIMATOR = "geofence/arrival"
+MAX_VISIT_MS = 6 * 3600_000  # a warehouse visit older than this at dispatch is not this order's arrival
 
 
 def of(site: Mapping[str, Any]) -> dict[str, int | None]:
@@ -88,12 +90,15 @@ def _is_warehouse_of(fence: Fence | None, site: Mapping[str, Any]) -> bool:
     return fence is not None and fence.kind == "WAREHOUSE" and fence.warehouse_id == site["warehouse_id"]
 
 
-def on_dispatch(st: dict[str, Any], order_id: str, by_id: Mapping[str, Fence]) -> None:
-    """The order was just put on the van (a new dispatch): stage times start afresh, and if the van
-    is in a fence of the order's warehouse it arrived there at the ENTER of that visit."""
+def on_dispatch(st: dict[str, Any], order_id: str, by_id: Mapping[str, Fence], at: int) -> None:
+    """The order was just put on the van at ``at`` (a new dispatch): stage times start afresh, and if
+    the van is in a fence of the order's warehouse, having entered it at most ``MAX_VISIT_MS`` before,
+    it arrived there at the ENTER of that visit. (A van parked in the yard since an earlier day did not
+    arrive for this order: its stage waits for the next ENTER.)"""
     site = st["sites"][order_id]
     st["sites"][order_id] = {**site, "stages_due": False}
-    entered = [f["since"] for fid, f in st["fences"].items() if f["in"] and _is_warehouse_of(by_id.get(fid), site)]
+    entered = [f["since"] for fid, f in st["fences"].items()
+               if f["in"] and _is_warehouse_of(by_id.get(fid), site) and at - f["since"] <= MAX_VISIT_MS]
     if entered:
         _set(st, order_id, "arrived_warehouse_at", min(entered))
 

@@ -227,3 +227,20 @@ def test_the_input_state_is_not_modified() -> None:
     out = step(state, inputs(records[20:]), CTX)
     assert state == before
     assert stages(out.etas[-1]) == (ARRIVED_WAREHOUSE, ARRIVED_CUSTOMER, LEFT_CUSTOMER)
+
+
+def test_a_van_parked_in_the_yard_since_the_day_before_did_not_arrive_for_this_order() -> None:
+    """The visit the van is in at dispatch began more than MAX_VISIT_MS (6 h) before: not this order's arrival;
+    the warehouse stage waits for the next ENTER (none here), the customer stages are dated as usual."""
+    from projections.stage_times import MAX_VISIT_MS
+
+    late_dispatch = T0 + MAX_VISIT_MS + 60 * S
+    records = [at(n, WH, 0) for n in range(12)] + [at(0, WH, 0, at=late_dispatch - 20 * S, eid="wake-1"),
+                                                   at(0, WH, 0, at=late_dispatch - 10 * S, eid="wake-2")]
+    records.append(van_order(at=late_dispatch))
+    records += [at(0, CUSTOMER, m, at=late_dispatch + (k + 1) * 10 * S, eid=f"c{k}") for k, m in enumerate(TO_CUSTOMER)]
+    etas, _, late = run(records)
+    assert late == [] and etas
+    last = etas[-1]
+    assert last["arrived_warehouse_at"] is None
+    assert last["arrived_customer_at"] is not None and last["left_customer_at"] is not None
