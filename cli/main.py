@@ -125,7 +125,8 @@ def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings
         topics = [FLEET.name]
         partitions = replay_streams.read_merged(s.kafka_bootstrap, topics, s.topic_renames)
         result = replay_streams.replay_fleet(fleet_projection(s, codec), partitions)
-        rows = [value for _, value in result.outputs]
+        names = {"suggestion": "RedispatchSuggestion", "alert": "Alert"}
+        rows = [{"record_type": names[kind], **value} for kind, value in result.outputs]
     else:
         topics = [ORDER_EVENTS.name, SENSORS.name]
         partitions = replay_streams.read_merged(s.kafka_bootstrap, topics, s.topic_renames)

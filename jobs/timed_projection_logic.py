@@ -38,6 +38,7 @@ _ENCODING = {  # output kind -> (topic, record type, key field)
     "alert": (ALERTS.name, "Alert", "alert_id"),
     "status": (FLEET.name, "DriverStatus", "driver_id"),
     "suggestion": (REDISPATCH_SUGGESTIONS.name, "RedispatchSuggestion", "order_id"),
+    "reading": (FLEET.name, "SensorReading", "vehicle_id"),  # vehicle readings forwarded to the fleet view
 }
 
 

@@ -166,8 +166,11 @@ class AlertProjection:
         return records, dup
 
     def _readings(self, st: dict[str, Any], items: list[tuple[SourceRecord, Input]]
-                  ) -> tuple[list[dict[str, Any]], list[DeadLetter], int]:
+                  ) -> tuple[list[Any], list[DeadLetter], int]:
+        """Alert records (breaches), then ``("reading", reading)`` for every vehicle reading taken: the fleet
+        view (``projections.fleet``) decides exposure per trip from them, knowing the orders on the van."""
         records: list[dict[str, Any]] = []
+        forwards: list[dict[str, Any]] = []
         dead: list[DeadLetter] = []
         dup = 0
         cc = st.get("cold_chain")
@@ -185,12 +188,14 @@ class AlertProjection:
                                            f"device {reading['device_id']}'s last reading at {last}",
                                            reading["event_id"], record_type))
                 continue
-            cc, changes = cold_chain.step(cc, reading, self.rules, ())
+            cc, changes = cold_chain.step(cc, reading, self.rules, (), kinds=("cold-chain-breach",))
             records += apply_changes(st["alerts"], changes)
             recent.append(reading["event_id"])
+            if reading.get("vehicle_id"):  # to the fleet view, which knows the orders on the van (exposure)
+                forwards.append(reading)
         st["cold_chain"] = cc
         st["recent"] = recent[-RECENT_IDS:]
-        return records, dead, dup
+        return records + [("reading", r) for r in forwards], dead, dup
 
 
 def _copy(state: dict[str, Any] | None) -> dict[str, Any]:

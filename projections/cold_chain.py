@@ -160,15 +160,20 @@ class _Stream:
             "orders": ",".join(trip["orders"]), "order_count": str(len(trip["orders"]))})
 
 
+BOTH = ("cold-chain-breach", "cold-chain-exposure")
+
+
 def step(state: State | None, reading: Mapping[str, Any], rules: RuleSet,
-         on_board: Sequence[str]) -> tuple[State, list[AlertChange]]:
-    """Take one reading (see the module docstring); ``state`` is not modified."""
+         on_board: Sequence[str], kinds: Sequence[str] = BOTH) -> tuple[State, list[AlertChange]]:
+    """Take one reading (see the module docstring); ``state`` is not modified. ``kinds``: the rules to
+    decide here (the alert projection decides breaches per device; the fleet projection, which knows
+    the orders on each van, decides exposure per trip)."""
     at = ms(reading["event_time"])
     if state is not None and state["last_at"] is not None and at <= state["last_at"]:
         return state, []
     stream = _Stream(dict(state) if state is not None else new_state(reading), reading, rules, sorted(set(on_board)))
     new = stream.state
-    new["trip"] = stream.trip(rules.by_kind("cold-chain-exposure"))
-    new["run"] = stream.breach(rules.by_kind("cold-chain-breach"))
+    new["trip"] = stream.trip(rules.by_kind("cold-chain-exposure") if "cold-chain-exposure" in kinds else None)
+    new["run"] = stream.breach(rules.by_kind("cold-chain-breach") if "cold-chain-breach" in kinds else None)
     new.update(last_at=at, last_c=stream.celsius, last_id=reading.get("event_id"))
     return new, stream.changes

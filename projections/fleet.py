@@ -6,7 +6,18 @@ Input: ``kuailv.fleet.v1``, one partition, so one consumer sees the whole fleet 
   fix and the weight on board, every ``status_interval_ms`` of the driver's event time and when
   its load changes;
 * ``RedispatchRequest`` from the order projection (``redispatch_request``): an order on a van
-  whose driver reported a traffic accident or a breakdown (``ExceptionReported``).
+  whose driver reported a traffic accident or a breakdown (``ExceptionReported``);
+* ``SensorReading`` of the vans' compartments, forwarded by the alert projection (the readings it
+  took: no duplicates, none late).
+
+**Cold-chain exposure per trip.** Sensors are keyed by device and orders on vans by driver, so only
+the fleet view sees both. A van's loads over time come from its ``DriverStatus`` records (the last
+15 minutes kept); each reading is held until the fleet clock is ``lateness_ms`` past it, then goes,
+in event-time order, through ``projections.cold_chain`` (exposure rule only; breaches stay with the
+alert projection, per device) with the orders on the van at that reading: a trip is the time the
+van has orders on board, and the alert (``cold-chain-exposure``, subject
+``vehicle/<van>/<compartment>/trip-<start>``, evidence with the trip's orders) opens when the
+accumulated out-of-range time reaches the threshold and resolves when the trip ends.
 
 Per request, once the fleet's event-time clock (the newest status time) has passed the incident
 time by ``lateness_ms`` (so the statuses of that moment have arrived, whatever the pace of the
@@ -30,11 +41,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from projections import cold_chain
+from projections.alert_rules import RuleSet
+from projections.alerts import apply_changes
 from projections.eta import DistanceSpeedEta, EtaEstimator
 from projections.keyed_batch import Folded, Keyed, decode_checked, skip_applied
 from projections.order_events import InvalidEvent
 from projections.redispatch import MAX_FIX_AGE_MS, Candidate, suggest
-from projections.telemetry import check_ids
+from projections.telemetry import check_ids, validate_sensor
 from projections.van_orders import weight_kg
 from schemas.dead_letters import DeadLetter, SourceRecord
 
@@ -55,6 +69,7 @@ class FleetContext:
     busy_ms: int = 60 * 60_000  # a driver who reported an incident is not a candidate for this long
     max_fix_age_ms: int = MAX_FIX_AGE_MS
     estimator: EtaEstimator = field(default_factory=DistanceSpeedEta)
+    rules: RuleSet | None = None  # cold-chain-exposure per trip (None: no exposure alerts)
 
     def capacity(self, vehicle_id: str) -> float:
         return self.capacity_kg.get(vehicle_id, self.default_capacity_kg)
@@ -79,12 +94,18 @@ def redispatch_request(before: View | None, after: View) -> dict[str, Any] | Non
             "customer_id": after["customer_id"], "warehouse_id": after["warehouse_id"], "requested_at": exc["at"]}
 
 
-_TYPES = ("DriverStatus", "RedispatchRequest")
-_KEYS = {"DriverStatus": "driver_id", "RedispatchRequest": "order_id"}  # the message key of each
+_TYPES = ("DriverStatus", "RedispatchRequest", "SensorReading")
+_KEYS = {"DriverStatus": "driver_id", "RedispatchRequest": "order_id", "SensorReading": "vehicle_id"}  # message keys
+LOAD_HISTORY_MS = 15 * 60_000  # how far back a van's loads are kept to date its readings' orders on board
 
 
 def _validate(v: Mapping[str, Any]) -> None:
-    (_validate_request if "request_id" in v else _validate_status)(v)
+    if "request_id" in v:
+        _validate_request(v)
+    elif "device_id" in v:
+        validate_sensor(v)
+    else:
+        _validate_status(v)
 
 
 def _validate_status(v: Mapping[str, Any]) -> None:
@@ -125,17 +146,20 @@ def decide(drivers: Mapping[str, Any], request: Mapping[str, Any], ctx: FleetCon
 
 
 def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, dict[str, Any]]], ctx: FleetContext
-         ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-    """Fold ``inputs`` (record type, value) in arrival order; returns (state, suggestions, duplicates)."""
-    st = {"drivers": dict(state["drivers"]), "pending": list(state["pending"]), "done": list(state["done"]),
-          "clock": state["clock"]} if state else {"drivers": {}, "pending": [], "done": [], "clock": None}
+         ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], int]:
+    """Fold ``inputs`` (record type, value) in arrival order; returns (state, outputs, duplicates): outputs
+    ``("suggestion", RedispatchSuggestion)`` and ``("alert", Alert)`` (cold-chain exposure)."""
+    st = _copy(state)
     drivers = st["drivers"]
-    out: list[dict[str, Any]] = []
+    out: list[tuple[str, dict[str, Any]]] = []
     duplicates = 0
     for record_type, v in inputs:
         if record_type == "DriverStatus":
             _status(drivers, v)
+            _load(st["loads"], v)
             st["clock"] = v["at"] if st["clock"] is None else max(st["clock"], v["at"])
+        elif record_type == "SensorReading":
+            st["readings"].append(v)
         elif v["request_id"] in st["done"] or any(p["request_id"] == v["request_id"] for p in st["pending"]):
             duplicates += 1
             continue
@@ -146,8 +170,58 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, dict[str, Any
                 busy = [*(d.get("busy") or ()), [v["requested_at"], v["requested_at"] + ctx.busy_ms]]
                 drivers[v["from_driver_id"]] = {**d, "busy": busy[-4:]}
         if st["clock"] is not None:
-            out += _release(st, ctx)
+            out += [("suggestion", d) for d in _release(st, ctx)]
+            out += [("alert", a) for a in _exposure(st, ctx)]
     return st, out, duplicates
+
+
+def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
+    if state is None:
+        return {"drivers": {}, "pending": [], "done": [], "clock": None, "loads": {}, "readings": [], "cc": {},
+                "alerts": {}}
+    return {**state, "drivers": dict(state["drivers"]), "pending": list(state["pending"]), "done": list(state["done"]),
+            "loads": dict(state.get("loads") or {}), "readings": list(state.get("readings") or []),
+            "cc": dict(state.get("cc") or {}), "alerts": dict(state.get("alerts") or {})}
+
+
+def _load(loads: dict[str, list[list[Any]]], v: Mapping[str, Any]) -> None:
+    """A van's loads over time (``[at, orders]``, sorted, the last ``LOAD_HISTORY_MS``): which orders were on
+    it when a reading was taken."""
+    history = [e for e in loads.get(v["vehicle_id"], []) if e[0] != v["at"]] + [[v["at"], v["orders_on_board"]]]
+    history.sort(key=lambda e: e[0])
+    newest = history[-1][0]
+    keep = [e for e in history if e[0] >= newest - LOAD_HISTORY_MS]
+    loads[v["vehicle_id"]] = keep or history[-1:]
+
+
+def _on_board(loads: Mapping[str, list[list[Any]]], vehicle: str, at: int) -> list[str]:
+    orders: list[str] = []
+    for when, on in loads.get(vehicle, []):
+        if when > at:
+            break
+        orders = on
+    return orders
+
+
+def _exposure(st: dict[str, Any], ctx: FleetContext) -> list[dict[str, Any]]:
+    """Vehicle readings the fleet clock has passed by ``lateness_ms``, in event-time order, through
+    ``projections.cold_chain`` (exposure only) with the orders on the van at each reading: a trip starts at
+    the first reading with orders on board and ends at the first with none."""
+    if ctx.rules is None or not st["readings"]:
+        return []
+    mark = st["clock"] - ctx.lateness_ms
+    due = sorted((r for r in st["readings"] if r["event_time"] <= mark), key=lambda r: (r["event_time"], r["event_id"]))
+    if not due:
+        return []
+    st["readings"] = [r for r in st["readings"] if r["event_time"] > mark]
+    records: list[dict[str, Any]] = []
+    for r in due:
+        unit = f"{r['vehicle_id']}/{r['compartment']}"
+        on = _on_board(st["loads"], r["vehicle_id"], r["event_time"])
+        st["cc"][unit], changes = cold_chain.step(st["cc"].get(unit), r, ctx.rules, on, kinds=("cold-chain-exposure",))
+        records += apply_changes(st["alerts"], changes)
+    st["alerts"] = {k: a for k, a in st["alerts"].items() if a["status"] == "OPEN"}  # a trip's alert never re-opens
+    return records
 
 
 def _status(drivers: dict[str, Any], v: Mapping[str, Any]) -> None:
@@ -194,7 +268,7 @@ class FleetProjection:
         positions, fresh, duplicates = skip_applied(state["pos"] if state else {}, items)
         if not fresh:
             return Folded(state, duplicates=duplicates)
-        new, suggestions, dup = step(state, [ev for _, ev in fresh], self.ctx)
+        new, outputs, dup = step(state, [ev for _, ev in fresh], self.ctx)
         new["pos"] = positions
-        return Folded(new, changed=True, published=bool(suggestions), outputs=[("suggestion", s) for s in suggestions],
+        return Folded(new, changed=True, published=bool(outputs), outputs=outputs,
                       applied=len(fresh) - dup, duplicates=duplicates + dup)

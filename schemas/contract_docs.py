@@ -147,7 +147,9 @@ def record_types(catalog: CommittedCatalog | None = None) -> list[RecordType]:
     by_name: dict[str, list[SchemaEntry]] = {}
     for entry in catalog.entries():
         by_name.setdefault(entry.name, []).append(entry)
-    order = {record: i for i, record in enumerate(r for spec in ALL_TOPICS for r in spec.records)}
+    order: dict[str, int] = {}
+    for i, record in enumerate(r for spec in ALL_TOPICS for r in spec.records):
+        order.setdefault(record, i)  # a record's home topic is the first that carries it
     types = [
         RecordType(entries[0].short_name, name, tuple(sorted(entries, key=lambda e: e.version)),
                    _topic_of(entries[0].short_name))

@@ -120,13 +120,14 @@ ORDER_ETAS = TopicSpec(
 
 FLEET = TopicSpec(
     name="kuailv.fleet.v1",
-    key="driver_id (DriverStatus) / order_id (RedispatchRequest)",
+    key="driver_id (DriverStatus) / order_id (RedispatchRequest) / vehicle_id (SensorReading)",
     partitions=1,  # one consumer sees the whole fleet in one order (shard by region for a bigger city)
-    records=("DriverStatus", "RedispatchRequest"),
+    records=("DriverStatus", "RedispatchRequest", "SensorReading"),
     config={"cleanup.policy": "delete", "retention.ms": str(DAY_MS)},
-    doc="Repartition topic of the fleet-wide view: each driver's last fix and load (DriverStatus, keyed by driver "
-        "id, from the geofence projection) and the orders whose van stopped after an incident (RedispatchRequest, "
-        "keyed by order id, from the order projection). One partition. 1 day.",
+    doc="Repartition topic of the fleet-wide view: each driver's last fix and load (DriverStatus, from the geofence "
+        "projection), the orders whose van stopped after an incident (RedispatchRequest, from the order projection) "
+        "and the vans' sensor readings (SensorReading, forwarded by the alert projection: cold-chain exposure per "
+        "trip needs the orders on board). One partition. 1 day.",
 )
 
 REDISPATCH_SUGGESTIONS = TopicSpec(

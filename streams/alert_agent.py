@@ -1,5 +1,8 @@
 """The alert agent: order events + sensor readings -> ``kuailv.alerts.v1`` (+ Redis views, InfluxDB counts).
 
+Vehicle sensor readings it has taken (not duplicates, not late) are forwarded to ``kuailv.fleet.v1``,
+where the fleet view knows the orders on each van and decides cold-chain exposure per trip.
+
 Same pattern as the other agents (``docs/hot-path.md``): ``process`` folds the batch with
 ``projections.alert_step.AlertProjection`` and then fires the event-time timers the batch made
 due; ``write`` produces the alert records and dead letters, flushes, posts the alert points to
@@ -26,7 +29,7 @@ from projections.alert_step import AlertProjection, fire_due, moved_watermarks, 
 from projections.keyed_batch import fold_batch
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, ORDER_EVENTS, SENSORS
+from schemas.topics import ALERTS, FLEET, ORDER_EVENTS, SENSORS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.keyed_states import CachedStates, parked
 from streams.runtime.timers import PartitionTimers, RedisTimers
@@ -68,11 +71,18 @@ class AlertAgent:
             self.watermarks = self.timer_store.watermarks()
         result = fold_batch(self.projection, records, self._states)
         alerts: list[dict[str, Any]] = []
+        forwards: list[tuple[Any, ...]] = []
         changed: dict[str, tuple[dict[str, Any], tuple[str, int]]] = {}
         for key, f in result.folded.items():
             if f.changed and f.state is not None:
                 changed[key] = (f.state, result.partitions[key])
-                alerts += f.outputs
+                for out in f.outputs:
+                    if type(out) is tuple:  # ("reading", a vehicle's sensor reading) for the fleet view
+                        reading = out[1]
+                        forwards.append((FLEET.name, reading["vehicle_id"].encode(),
+                                         self.codec.encode("SensorReading", reading), reading["event_time"]))
+                    else:
+                        alerts.append(out)
                 self.timers.set(key, next_due(f.state), result.partitions[key])
         moved = moved_watermarks(result, self.watermarks, self.lateness_ms)
         for where, mark in moved.items():
@@ -80,7 +90,7 @@ class AlertAgent:
             alerts += self._fire((topic, int(partition)), mark, changed)
         self.watermarks.update(moved)
         kafka: list[tuple[Any, ...]] = [(ALERTS.name, a["alert_id"].encode(), self.codec.encode("Alert", a),
-                                         a["updated_at"]) for a in alerts]
+                                         a["updated_at"]) for a in alerts] + forwards
         if result.dead_letters:
             failed_at = self._now()
             for d in result.dead_letters:

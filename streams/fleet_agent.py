@@ -1,7 +1,9 @@
-"""The fleet agent: ``kuailv.fleet.v1`` -> re-dispatch suggestions (``kuailv.redispatch-suggestions.v1``, Redis).
+"""The fleet agent: ``kuailv.fleet.v1`` -> re-dispatch suggestions (``kuailv.redispatch-suggestions.v1``, Redis)
+and cold-chain exposure alerts (``kuailv.alerts.v1``, Redis alert views).
 
-The topic has one partition: the drivers' statuses (from the geofence agent) and the re-dispatch
-requests (from the order agent) of the whole fleet, in one order. ``process`` folds the batch with
+The topic has one partition: the drivers' statuses (from the geofence agent), the re-dispatch
+requests (from the order agent) and the vans' sensor readings (from the alert agent) of the whole
+fleet, in one order. ``process`` folds the batch with
 ``projections.fleet.FleetProjection`` (one key, ``fleet``); ``write`` produces the suggestions and
 dead letters, flushes, then saves the fleet state, the suggestions and the counters in one Redis
 pipeline. A crash in between re-delivers the batch; the state's applied offset skips it, and a
@@ -21,10 +23,11 @@ from projections.fleet import FleetProjection
 from projections.keyed_batch import fold_batch
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import FLEET, REDISPATCH_SUGGESTIONS
+from schemas.topics import ALERTS, FLEET, REDISPATCH_SUGGESTIONS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.keyed_states import CachedStates, parked
 from streams.sinks.kafka_output import Output
+from streams.sinks.redis_alerts import RedisAlerts
 from streams.sinks.redis_fleet import RedisFleet
 
 log = logging.getLogger(__name__)
@@ -35,9 +38,10 @@ class FleetAgent:
     topics = (FLEET.name,)
     group_suffix = "-fleet"
 
-    def __init__(self, codec: AvroCodec, projection: FleetProjection, store: RedisFleet, output: Output, stats: Any,
-                 *, consumer: str, wall_clock_ms: Callable[[], int]) -> None:
+    def __init__(self, codec: AvroCodec, projection: FleetProjection, store: RedisFleet, alerts: RedisAlerts,
+                 output: Output, stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int]) -> None:
         self.codec = codec
+        self.alerts = alerts  # cold-chain exposure alerts in the alert views
         self.projection = projection
         self.store = store
         self.output = output
@@ -52,15 +56,20 @@ class FleetAgent:
         kafka: list[tuple[Any, ...]] = []
         states: list[tuple[str, dict[str, Any]]] = []
         suggestions: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = []
         for key, f in result.folded.items():
             if not f.changed or f.state is None:
                 continue
-            for _, s in f.outputs:
-                kafka.append((REDISPATCH_SUGGESTIONS.name, s["order_id"].encode(),
-                              self.codec.encode("RedispatchSuggestion", s), s["decided_at"]))
-                suggestions.append(s)
-                log.info("re-dispatch %s: %s -> %s (%s)", s["suggestion_id"], s["from_driver_id"],
-                         s["to_driver_id"], s["reason"])
+            for kind, v in f.outputs:
+                if kind == "alert":  # cold-chain exposure per trip
+                    kafka.append((ALERTS.name, v["alert_id"].encode(), self.codec.encode("Alert", v), v["updated_at"]))
+                    alerts.append(v)
+                    continue
+                kafka.append((REDISPATCH_SUGGESTIONS.name, v["order_id"].encode(),
+                              self.codec.encode("RedispatchSuggestion", v), v["decided_at"]))
+                suggestions.append(v)
+                log.info("re-dispatch %s: %s -> %s (%s)", v["suggestion_id"], v["from_driver_id"],
+                         v["to_driver_id"], v["reason"])
             states.append((key, f.state))
             self._states.put(key, f.state, result.partitions[key])
         if result.dead_letters:
@@ -68,21 +77,24 @@ class FleetAgent:
             for d in result.dead_letters:
                 log.warning("dead letter: %s", d)
                 kafka.append(d.encode(self.codec, self.consumer, failed_at))
-        return Staged(records, kafka, (states, suggestions), result.counts)
+        counts = result.counts
+        counts.alerts_written = len(alerts)
+        return Staged(records, kafka, (states, suggestions, alerts), counts)
 
     def write(self, staged: Staged) -> None:
         for record in staged.kafka:
             self.output.add(*record)
         self.output.flush()
-        states, suggestions = staged.payload
+        states, suggestions, alerts = staged.payload
         pipe = self.stats.pipeline()
         self.store.save(states, pipe)
         self.store.save_suggestions(suggestions, pipe)
+        self.alerts.publish(alerts, pipe)
         self.stats.add(pipe, self.name, staged.counts)
         pipe.execute()
 
     def park(self, records: list[SourceRecord], reason: str) -> Staged:
-        return parked(records, reason, self.codec, self.consumer, self._now(), ([], []))
+        return parked(records, reason, self.codec, self.consumer, self._now(), ([], [], []))
 
     def forget(self, partitions: Sequence[Partition] | None) -> None:
         self._states.forget(partitions)

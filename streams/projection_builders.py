@@ -47,7 +47,10 @@ def alert_projection(settings: Settings, codec: Any) -> Any:
 
 
 def fleet_projection(settings: Settings, codec: Any) -> Any:
-    """``FleetProjection`` (re-dispatch suggestions) from ``KUAILV_FLEET_CAPACITY_KG``."""
+    """``FleetProjection`` (re-dispatch suggestions, cold-chain exposure) from ``KUAILV_FLEET_CAPACITY_KG`` and
+    ``KUAILV_ALERT_RULES``."""
+    from config.alert_rules import load_rules_file
     from projections.fleet import FleetContext, FleetProjection
 
-    return FleetProjection(codec, FleetContext(default_capacity_kg=settings.fleet_capacity_kg))
+    return FleetProjection(codec, FleetContext(default_capacity_kg=settings.fleet_capacity_kg,
+                                               rules=load_rules_file(settings.alert_rules_file)))

@@ -97,7 +97,8 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
         from streams.sinks.redis_fleet import RedisFleet
 
         return FleetAgent(codec, fleet_projection(settings, codec), RedisFleet(redis_client, settings.redis_prefix),
-                          output, stats, consumer=consumer, wall_clock_ms=wall_clock_ms)
+                          RedisAlerts(redis_client, settings.redis_prefix), output, stats, consumer=consumer,
+                          wall_clock_ms=wall_clock_ms)
     raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}")
 
 

@@ -220,9 +220,12 @@ def test_alerts_agree(run: Run) -> None:
         live[a["alert_id"]] = a
     replayed = {a["alert_id"]: a for a in run.replay("alerts")}
     nearby = {k: v for k, v in live.items() if v["rule_id"] in ("driver-nearby", "arriving-soon", "gps-silent")}
+    exposure = {k: v for k, v in live.items() if v["rule_id"] == "cold-chain-exposure"}  # the fleet agent's
     rules = {a["rule_id"] for a in live.values()}
     assert {"stock-shortage", "weight-deviation", "cold-chain-breach", "driver-nearby", "arriving-soon"} <= rules, rules
-    assert {k: v for k, v in live.items() if k not in nearby} == replayed
+    assert {k: v for k, v in live.items() if k not in nearby and k not in exposure} == replayed
+    fleet_alerts = {a["alert_id"]: a for a in run.replay("fleet") if a.pop("record_type") == "Alert"}
+    assert exposure == fleet_alerts
     geo_alerts = {a["alert_id"]: a for a in run.replay("geofences") if a.pop("record_type") == "Alert"}
     differ = {k: (nearby.get(k), geo_alerts.get(k)) for k in set(nearby) | set(geo_alerts)
               if nearby.get(k) != geo_alerts.get(k)}
@@ -278,6 +281,7 @@ def test_flink_jobs_agree_with_replay(run: Run) -> None:
     flink_alerts = {a["alert_id"]: a for a in run.flink_published(ALERTS)}
     expected = {a["alert_id"]: a for a in run.replay("alerts")}
     expected.update({a["alert_id"]: a for a in replayed["alert"]})
+    expected.update({a["alert_id"]: a for a in run.replay("fleet") if a.pop("record_type") == "Alert"})
     assert {a["rule_id"] for a in flink_alerts.values()} >= {"stock-shortage", "cold-chain-breach", "driver-nearby"}
     differ = {k: (flink_alerts.get(k), expected.get(k)) for k in set(flink_alerts) | set(expected)
               if flink_alerts.get(k) != expected.get(k)}
@@ -293,7 +297,8 @@ def test_redispatch_suggestions_agree_in_every_engine(run: Run) -> None:
     live = {s["suggestion_id"]: s for s in run.published(REDISPATCH_SUGGESTIONS)}
     assert live, "the simulation has accidents (p_accident=0.05)"
     assert any(s["to_driver_id"] for s in live.values()), live
-    replayed = {s["suggestion_id"]: s for s in run.replay("fleet")}
+    fleet_rows = run.replay("fleet")
+    replayed = {s["suggestion_id"]: s for s in fleet_rows if s.pop("record_type") == "RedispatchSuggestion"}
     flink = {s["suggestion_id"]: s for s in run.flink_published(REDISPATCH_SUGGESTIONS)}
     assert live == replayed == flink
 

@@ -15,12 +15,13 @@ from jobs.timed_projection_logic import TimedProjectionLogic
 from projections.timed_batch import TimedBatches
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, FLEET, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+from schemas.topics import DEAD_LETTERS, GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
 from streams.replay_streams import StreamReplay, merged_by_time, replay_alerts, replay_geofences
 from tests.unit.projections.test_timed_batch import alert_steps, geofence_steps, simulated_topics
 
 CODEC = AvroCodec(epoch_ms=True)
-KINDS = {GEOFENCE_TRANSITIONS.name: "transition", ORDER_ETAS.name: "eta", ALERTS.name: "alert", FLEET.name: "status"}
+KINDS = {"GeofenceTransition": "transition", "OrderEta": "eta", "Alert": "alert", "DriverStatus": "status",
+         "SensorReading": "reading"}  # record type -> output kind
 
 
 class DictStore:
@@ -119,7 +120,8 @@ def _run_logic(steps: TimedBatches, names: tuple[str, ...], batches: list[list[S
     for pkey in sorted(stores):
         out += logic.release(pkey, stores[pkey], 2**62)
         assert logic.next_due(pkey) is None
-    return [(KINDS[t], CODEC.decode(v).value) for t, _, v in out if t in KINDS]
+    decoded = [CODEC.decode(v) for t, _, v in out if t != DEAD_LETTERS.name]
+    return [(KINDS[d.record_type], d.value) for d in decoded]
 
 
 def _per_key(outputs: list[tuple[str, dict[str, Any]]], kind: str, *key: str) -> dict[tuple, list[dict[str, Any]]]:
@@ -142,6 +144,7 @@ def _same(flink: list[tuple[str, dict[str, Any]]], replay: StreamReplay) -> None
                                                                              "dispatch_count")
     assert _latest(flink) == _latest(replay.outputs)
     assert _per_key(flink, "status", "driver_id") == _per_key(replay.outputs, "status", "driver_id")
+    assert _per_key(flink, "reading", "device_id") == _per_key(replay.outputs, "reading", "device_id")
 
 
 @pytest.mark.parametrize("seed,size,restart", [(1, 50, None), (2, 7, None), (3, 200, 5)])

@@ -52,7 +52,7 @@ def run(values: list[Any], batch: int = 1) -> tuple[dict[str, Any], list[dict[st
         for key, f in result.folded.items():
             if f.state is not None:
                 states[key] = f.state
-            alerts += f.outputs
+            alerts += [o for o in f.outputs if type(o) is not tuple]  # ("reading", r): forwarded to the fleet
         dead += result.dead_letters
     return states, alerts, dead
 
@@ -118,6 +118,15 @@ def test_compressor_failure_opens_a_breach_that_resolves_when_the_sensor_recover
                                                               ("cold-chain-breach", "RESOLVED")]
     assert alerts[0]["opened_at"] == T0 + 2 * MINUTE and alerts[0]["vehicle_id"] == "VAN-1"
     assert dead == []
+
+
+def test_vehicle_readings_taken_are_forwarded_to_the_fleet_view_once() -> None:
+    recs = as_records([reading(0, 3.0), reading(1, 9.0), reading(1, 9.0), reading(2, 3.0)])
+    result = fold_batch(P, recs, lambda keys: {})
+    forwarded = [o[1]["event_id"] for f in result.folded.values() for o in f.outputs if type(o) is tuple]
+    assert forwarded == ["r0", "r1", "r2"]  # the duplicate is not forwarded
+    room = as_records([reading(0, 3.0, device="SEN-WH-1", vehicle_id=None, warehouse_id="WH-1")])
+    assert not any(type(o) is tuple for f in fold_batch(P, room, lambda keys: {}).folded.values() for o in f.outputs)
 
 
 def test_a_reading_older_than_the_last_is_a_late_event() -> None:

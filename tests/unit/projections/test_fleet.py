@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from projections.fleet import FLEET_KEY, FleetContext, FleetProjection, redispatch_request, step
+from projections import fleet
+from projections.fleet import FLEET_KEY, FleetContext, FleetProjection, redispatch_request
 from projections.order_state import fold_all
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
@@ -14,6 +15,13 @@ from schemas.topics import FLEET
 from simulator.events import T0, order_story
 
 MIN = 60_000
+
+
+def step(state: dict[str, Any] | None, inputs: list[tuple[str, dict[str, Any]]], ctx: FleetContext
+         ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """``fleet.step`` keeping the suggestions only (the exposure alerts have their own tests)."""
+    st, out, dup = fleet.step(state, inputs, ctx)
+    return st, [v for kind, v in out if kind == "suggestion"], dup
 CTX = FleetContext(default_capacity_kg=500.0, capacity_kg={"VAN-SMALL": 50.0})
 INCIDENT = {"lat": 39.90, "lng": 116.40}
 
@@ -133,3 +141,51 @@ def test_batching_does_not_change_the_decisions(cut: int) -> None:
         st, out, _ = step(st, inputs[i:i + cut], CTX)
         parts += out
     assert parts == whole and len(whole) == 2
+
+
+def sensor(n: int, temp: float, at: int, vehicle: str = "VAN-D1") -> tuple[str, dict[str, Any]]:
+    return "SensorReading", {"event_id": f"s{n}", "device_id": f"SEN-{vehicle}-A", "vehicle_id": vehicle,
+                             "warehouse_id": None, "compartment": "CHILLED", "event_time": at,
+                             "producer": "sensor-gateway", "temperature_c": temp, "humidity_pct": 80.0}
+
+
+def test_cold_chain_exposure_per_trip_with_the_orders_on_the_van() -> None:
+    """A van loaded with two orders at T0; its chilled compartment warms for 20 minutes during the trip; the
+    exposure alert opens when 15 minutes have accumulated and resolves when the van is empty (trip end)."""
+    from config.alert_rules import load_rules_file
+
+    ctx = FleetContext(rules=load_rules_file())
+    inputs = [status("D1", T0, 39.9, 116.4, load=50, vehicle="VAN-D1")]
+    inputs[0][1]["orders_on_board"] = ["KL1", "KL2"]
+    temps = [3.0] * 5 + [8.0] * 21 + [3.0] * 5  # one reading a minute from T0 + 1 min
+    for n, t in enumerate(temps):
+        inputs.append(sensor(n, t, T0 + (n + 1) * MIN))
+        inputs.append(status("D1", T0 + (n + 1) * MIN, 39.9, 116.4, load=50, vehicle="VAN-D1"))
+        inputs[-1][1]["orders_on_board"] = ["KL1", "KL2"]
+    end = T0 + (len(temps) + 1) * MIN
+    inputs += [status("D1", end, 39.9, 116.4, vehicle="VAN-D1"), sensor(99, 3.0, end + 30_000),
+               status("D1", end + 3 * MIN, 39.9, 116.4, vehicle="VAN-D1")]
+    _, out, _ = fleet.step(None, inputs, ctx)
+    alerts = [a for kind, a in out if kind == "alert"]
+    assert [(a["rule_id"], a["status"]) for a in alerts] == [("cold-chain-exposure", "OPEN"),
+                                                              ("cold-chain-exposure", "RESOLVED")]
+    opened = alerts[0]
+    assert opened["opened_at"] == T0 + 6 * MIN + 15 * MIN  # first warm reading + 15 min
+    assert opened["evidence"]["orders"] == "KL1,KL2" and opened["vehicle_id"] == "VAN-D1"
+    assert opened["alert_id"] == f"cold-chain-exposure/vehicle/VAN-D1/CHILLED/trip-{T0 + MIN}"
+    # the same inputs cut into batches anywhere give the same alerts
+    st, cut = None, []
+    for i in range(0, len(inputs), 7):
+        st, part, _ = fleet.step(st, inputs[i:i + 7], ctx)
+        cut += [a for kind, a in part if kind == "alert"]
+    assert cut == alerts
+
+
+def test_no_exposure_without_orders_on_board() -> None:
+    from config.alert_rules import load_rules_file
+
+    ctx = FleetContext(rules=load_rules_file())
+    inputs = [sensor(n, 9.0, T0 + n * MIN) for n in range(30)] + [status("D1", T0 + 40 * MIN, 39.9, 116.4,
+                                                                         vehicle="VAN-D1")]
+    _, out, _ = fleet.step(None, inputs, ctx)
+    assert [a for kind, a in out if kind == "alert"] == []

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas.catalog import CommittedCatalog, SchemaEntry
-from schemas.topics import ALL_TOPICS, GPS, ORDER_EVENTS, SENSORS, topic_for_record
+from schemas.topics import ALL_TOPICS, FLEET, GPS, ORDER_EVENTS, SENSORS, topic_for_record
 
 CATALOG = CommittedCatalog.load()
 ENTRIES = CATALOG.entries()
@@ -100,7 +100,11 @@ def test_pii_marks_are_the_same_in_every_version():
 
 def test_records_on_topics_and_records_in_the_catalog_are_the_same():
     on_topics = [record for spec in ALL_TOPICS for record in spec.records]
-    assert len(on_topics) == len(set(on_topics)), "a record type is on two topics"
+    # A record type has one home topic (the first that carries it); only the fleet repartition topic
+    # carries another topic's type again (vehicle SensorReadings forwarded by the alert projection).
+    again = [(spec.name, r) for spec in ALL_TOPICS for r in spec.records if topic_for_record(r) is not spec]
+    assert again == [(FLEET.name, "SensorReading")]
+    assert topic_for_record("SensorReading") is SENSORS
     assert set(on_topics) == {e.short_name for e in ENTRIES}
     for record in on_topics:
         assert CATALOG.latest(record).short_name == record
