@@ -43,20 +43,16 @@ import logging
 import time
 from typing import Any
 
-from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
+from pyflink.common import Types
 from pyflink.datastream import (
     DataStream,
     KeyedProcessFunction,
-    KeyedStream,
-    RuntimeExecutionMode,
-    StreamExecutionEnvironment,
 )
 from pyflink.datastream.connectors.base import DeliveryGuarantee
-from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
 from pyflink.datastream.state import MapStateDescriptor
-from pyflink.java_gateway import get_gateway
 
 from jobs.flink_batches import read_batch, write_outputs
+from jobs.flink_topology import add_run_args, batched_by_partition, environment, raw_source, unbatched
 from jobs.order_state_logic import OrderStateLogic, as_bytes
 from schemas.codec import AvroCodec
 from schemas.topics import DEAD_LETTERS, FLEET, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
@@ -107,39 +103,20 @@ class FoldOrderBatches(KeyedProcessFunction):
             yield write_outputs((routes.get(t, t), k, v) for t, k, v in outputs) if routes else write_outputs(outputs)
 
 
-def batched_by_partition(raw: DataStream, batch_size: int, batch_ms: int, *,
-                         by_partition_number: bool = False) -> KeyedStream:
-    """``raw`` (raw-record rows) as per-partition batches, keyed by topic and partition (or by the partition
-    number alone, for co-partitioned inputs that must meet under one key), entirely in Java."""
-    from infra.flink_kafka import batch_type, java_class
-
-    gateway = get_gateway()
-    batches = raw._j_data_stream.transform("batch records per partition", batch_type().get_java_type_info(),
-                                           java_class("RecordBatcher", batch_size, batch_ms, by_partition_number))
-    batches.uid("batch-records")
-    j_keyed = batches.keyBy(gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info())
-    return KeyedStream(j_keyed, Types.PRIMITIVE_ARRAY(Types.BYTE()), raw)
-
-
 def build(raw: DataStream, *, consumer: str = CONSUMER, routes: dict[str, str] | None = None,
           batch_size: int = 500, batch_ms: int = 50, cache_keys: int = 50_000) -> DataStream:
     """The job's topology from a stream of raw Kafka rows to ``Row(topic, key, value)``."""
-    from infra.flink_kafka import java_class
-
     out_batches = (batched_by_partition(raw, batch_size, batch_ms)
                    .process(FoldOrderBatches(consumer, routes, cache_keys),
                             output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
                    .uid("fold-order-state").name("fold order batches"))
-    rows = out_batches._j_data_stream.flatMap(java_class("UnbatchOutputs"))
-    rows.uid("unbatch-outputs").name("unbatch outputs")
-    return DataStream(rows)
+    return unbatched(out_batches)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="jobs.order_state_job", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default=None, help="settings profile for Kafka (dev/test)")
-    p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: from settings)")
+    add_run_args(p)
     p.add_argument("--group", default="kuailv-flink-order-state", help="Kafka consumer group id")
     p.add_argument("--input-topic", default=ORDER_EVENTS.name)
     p.add_argument("--output-topic", default=ORDER_STATE.name)
@@ -148,58 +125,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where the orders moving on/off vans go (the geofence projection's input)")
     p.add_argument("--fleet-topic", default=FLEET.name,
                    help="where re-dispatch requests go (the fleet projection's input)")
-    p.add_argument("--bounded", action="store_true", help="stop at the input's end offsets as of start-up")
-    p.add_argument("--mode", choices=["process", "thread"], default=None,
-                   help="python.execution-mode for a local run (cluster runs take it from config.yaml)")
-    p.add_argument("--local", action="store_true", help="embedded mini-cluster: set this checkout's Python paths")
-    p.add_argument("--parallelism", type=int, default=None)
-    p.add_argument("--checkpoint-ms", type=int, default=10_000)
-    p.add_argument("--out-of-orderness-s", type=int, default=30)
-    p.add_argument("--idleness-s", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=500, help="records per partition batch (Python call)")
-    p.add_argument("--batch-ms", type=int, default=50, help="longest a record waits in a batch (latency bound)")
     p.add_argument("--delivery", choices=["at-least-once", "exactly-once"], default="at-least-once")
-    p.add_argument("--no-restart", action="store_true", help="fail instead of restarting (tests)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     from config import settings as settings_mod
-    from infra import flink_env
-    from infra.flink_kafka import raw_kafka_sink, raw_kafka_source, raw_record_type
+    from infra.flink_kafka import raw_kafka_sink
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_mod.load(args.profile)
     bootstrap = args.bootstrap or settings.kafka_bootstrap
-    conf = Configuration()
-    if args.local or args.mode:
-        for key, value in flink_env.python_settings(args.mode or "thread").items():
-            conf.set_string(key, value)
-        # The JobManager's in-memory checkpoint storage refuses snapshots over 5 MB (a few thousand
-        # orders in one subtask); checkpoint a local run to files, like the cluster does.
-        conf.set_string("execution.checkpointing.storage", "filesystem")
-        conf.set_string("execution.checkpointing.dir", f"file://{settings.stack_dir / 'flink-local' / 'checkpoints'}")
-    if args.no_restart:
-        conf.set_string("restart-strategy.type", "none")
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.add_jars(*flink_env.jar_urls())
-    env.enable_checkpointing(args.checkpoint_ms)
-    if args.parallelism:
-        env.set_parallelism(args.parallelism)
-    if args.bounded:
-        env.set_runtime_mode(RuntimeExecutionMode.STREAMING)  # bounded source, streaming semantics
-    # Always from the earliest offset: the fold state lives only in Flink state, so a run that does
-    # not restore a checkpoint/savepoint must rebuild it from the whole log. (A restore ignores this
-    # and continues from the checkpointed offsets.) Committed group offsets would skip history.
-    source = raw_kafka_source(bootstrap, [args.input_topic], args.group, bounded=args.bounded,
-                              starting_offsets=KafkaOffsetsInitializer.earliest())
-    # Event time = the Kafka record timestamp (our producers set it to the event's time); the
-    # watermark is generated in the source, in Java: no Python timestamp assigner.
-    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(args.out_of_orderness_s))
-                  .with_idleness(Duration.of_seconds(args.idleness_s)))
-    raw = env.from_source(source, watermarks, "kafka order events",
-                          type_info=raw_record_type()).uid("kafka-order-events")
+    env = environment(args, settings)
+    raw = raw_source(env, args, bootstrap, [args.input_topic], args.group, "kafka-order-events")
     routes = {ORDER_STATE.name: args.output_topic, DEAD_LETTERS.name: args.dead_letter_topic,
               VAN_ORDERS.name: args.van_orders_topic, FLEET.name: args.fleet_topic}
     routes = {k: v for k, v in routes.items() if k != v}

@@ -44,13 +44,12 @@ import logging
 import time
 from typing import Any
 
-from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
-from pyflink.datastream import DataStream, KeyedProcessFunction, StreamExecutionEnvironment
-from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
+from pyflink.common import Types
+from pyflink.datastream import DataStream, KeyedProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
 
 from jobs.flink_batches import read_batch, write_outputs
-from jobs.order_state_job import batched_by_partition
+from jobs.flink_topology import add_run_args, batched_by_partition, environment, raw_source, unbatched
 from jobs.order_state_logic import as_bytes
 
 log = logging.getLogger(__name__)
@@ -186,38 +185,21 @@ def _key(key: Any) -> str:
 def build(raw: DataStream, projection: str, settings: Any, *, consumer: str, inputs: dict[str, str] | None = None,
           routes: dict[str, str] | None = None, batch_size: int = 500, batch_ms: int = 50) -> DataStream:
     """The job's topology from a stream of raw Kafka rows to ``Row(topic, key, value)``."""
-    from infra.flink_kafka import java_class
-
     out_batches = (batched_by_partition(raw, batch_size, batch_ms, by_partition_number=True)
                    .process(TimedProjection(projection, settings, consumer, inputs or {}, routes or {}),
                             output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
                    .uid(f"fold-{projection}").name(f"fold {projection} (event-time merge + timers)"))
-    rows = out_batches._j_data_stream.flatMap(java_class("UnbatchOutputs"))
-    rows.uid("unbatch-outputs").name("unbatch outputs")
-    return DataStream(rows)
+    return unbatched(out_batches)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="jobs.timed_projection_job", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--projection", choices=PROJECTIONS, required=True)
-    p.add_argument("--profile", default=None, help="settings profile (dev/test): Kafka, fences, rules, lateness")
-    p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: from settings)")
+    add_run_args(p, out_of_orderness_help="how long input is held for the event-time merge (latency, not decisions)")
     p.add_argument("--group", default=None, help="Kafka consumer group id (default kuailv-flink-<projection>)")
     p.add_argument("--rename", action="append", default=[], metavar="CONTRACT=ACTUAL",
                    help="read/write ACTUAL instead of the contract topic CONTRACT (side topics); repeatable")
-    p.add_argument("--bounded", action="store_true", help="stop at the inputs' end offsets as of start-up")
-    p.add_argument("--mode", choices=["process", "thread"], default=None,
-                   help="python.execution-mode for a local run (cluster runs take it from config.yaml)")
-    p.add_argument("--local", action="store_true", help="embedded mini-cluster: set this checkout's Python paths")
-    p.add_argument("--parallelism", type=int, default=None)
-    p.add_argument("--checkpoint-ms", type=int, default=10_000)
-    p.add_argument("--out-of-orderness-s", type=int, default=30,
-                   help="how long input is held for the event-time merge (latency, not decisions)")
-    p.add_argument("--idleness-s", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--batch-ms", type=int, default=50)
-    p.add_argument("--no-restart", action="store_true", help="fail instead of restarting (tests)")
     return p.parse_args(argv)
 
 
@@ -233,8 +215,7 @@ def renames(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     from config import settings as settings_mod
-    from infra import flink_env
-    from infra.flink_kafka import raw_kafka_sink, raw_kafka_source, raw_record_type
+    from infra.flink_kafka import raw_kafka_sink
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -243,28 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     group = args.group or f"kuailv-flink-{args.projection}"
     routes = renames(args.rename)
     topics = [routes.get(t, t) for t in input_topics(args.projection)]
-    conf = Configuration()
-    if args.local or args.mode:
-        for key, value in flink_env.python_settings(args.mode or "thread").items():
-            conf.set_string(key, value)
-        conf.set_string("execution.checkpointing.storage", "filesystem")
-        conf.set_string("execution.checkpointing.dir",
-                        f"file://{settings.stack_dir / 'flink-local' / 'checkpoints'}")
-    if args.no_restart:
-        conf.set_string("restart-strategy.type", "none")
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.add_jars(*flink_env.jar_urls())
-    env.enable_checkpointing(args.checkpoint_ms)
-    if args.parallelism:
-        env.set_parallelism(args.parallelism)
-    # From the earliest offsets: the state lives only in Flink, so a run without a checkpoint/savepoint
-    # rebuilds it from the whole log (a restore continues from the checkpointed offsets).
-    source = raw_kafka_source(bootstrap, topics, group, bounded=args.bounded,
-                              starting_offsets=KafkaOffsetsInitializer.earliest())
-    watermarks = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(args.out_of_orderness_s))
-                  .with_idleness(Duration.of_seconds(args.idleness_s)))
-    raw = env.from_source(source, watermarks, f"kafka {' + '.join(topics)}",
-                          type_info=raw_record_type()).uid(f"kafka-{args.projection}-inputs")
+    env = environment(args, settings)
+    raw = raw_source(env, args, bootstrap, topics, group, f"kafka-{args.projection}-inputs")
     out = build(raw, args.projection, settings, consumer=f"flink:{args.projection}",
                 inputs={actual: contract for contract, actual in routes.items()}, routes=routes,
                 batch_size=args.batch_size, batch_ms=args.batch_ms)
