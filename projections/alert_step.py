@@ -167,8 +167,9 @@ class AlertProjection:
 
     def _readings(self, st: dict[str, Any], items: list[tuple[SourceRecord, Input]]
                   ) -> tuple[list[Any], list[DeadLetter], int]:
-        """Alert records (breaches), then ``("reading", reading)`` for every vehicle reading taken: the fleet
-        view (``projections.fleet``) decides exposure per trip from them, knowing the orders on the van."""
+        """Alert records (breaches of warehouse rooms), then ``("reading", reading)`` for every vehicle reading
+        taken: the fleet view (``projections.fleet``) decides a van's breaches and exposure per trip from them,
+        knowing the orders on the van."""
         records: list[dict[str, Any]] = []
         forwards: list[dict[str, Any]] = []
         dead: list[DeadLetter] = []
@@ -188,7 +189,9 @@ class AlertProjection:
                                            f"device {reading['device_id']}'s last reading at {last}",
                                            reading["event_id"], record_type))
                 continue
-            cc, changes = cold_chain.step(cc, reading, self.rules, (), kinds=("cold-chain-breach",))
+            # a van's compartment is decided by the fleet view, which knows the orders on board; a room here
+            kinds = () if reading.get("vehicle_id") else ("cold-chain-breach",)
+            cc, changes = cold_chain.step(cc, reading, self.rules, (), kinds=kinds)
             records += apply_changes(st["alerts"], changes)
             recent.append(reading["event_id"])
             if reading.get("vehicle_id"):  # to the fleet view, which knows the orders on the van (exposure)

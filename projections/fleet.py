@@ -10,16 +10,17 @@ Input: ``kuailv.fleet.v1``, one partition, so one consumer sees the whole fleet 
 * ``SensorReading`` of the vans' compartments, forwarded by the alert projection (the readings it
   took: no duplicates, none late).
 
-**Cold-chain exposure per trip.** Sensors are keyed by device and orders on vans by driver, so only
-the fleet view sees both. A van's loads over time come from its ``DriverStatus`` records (the last
-15 minutes kept); each reading is held until the fleet clock is ``lateness_ms`` past it, then goes,
-in event-time order, through ``projections.cold_chain`` (exposure rule only; breaches stay with the
-alert projection, per device) with the orders on the van at that reading: a trip is the time the
+**A van's cold chain.** Sensors are keyed by device and orders on vans by driver, so only the fleet
+view sees both. A van's loads over time come from its ``DriverStatus`` records (the last 15 minutes
+kept); each reading is held until the fleet clock is ``lateness_ms`` past it, then goes, in
+event-time order, through ``projections.cold_chain`` with the orders on the van at that reading:
+a breach (``cold-chain-breach``) names the orders on board when it opens (warehouse rooms stay with
+the alert projection, per device); for exposure, a trip is the time the
 van has orders on board, and the alert (``cold-chain-exposure``, subject
 ``vehicle/<van>/<compartment>/trip-<start>``, evidence with the trip's orders) opens when the
 accumulated out-of-range time reaches the threshold and resolves when the trip ends.
 
-Per request, once the fleet's event-time clock (the newest status time) has passed the incident
+Per request, once the fleet's event-time clock (the newest status or reading time) has passed the incident
 time by ``lateness_ms`` (so the statuses of that moment have arrived, whatever the pace of the
 geofence path), ``projections.redispatch.suggest`` picks the nearest available driver with room
 for the order and says why it passed over the others. Each candidate is judged by its newest
@@ -159,7 +160,8 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, dict[str, Any
             _load(st["loads"], v)
             st["clock"] = v["at"] if st["clock"] is None else max(st["clock"], v["at"])
         elif record_type == "SensorReading":
-            st["readings"].append(v)
+            st["readings"].append(v)  # the clock moves with readings too: a van without GPS keeps its cold chain
+            st["clock"] = v["event_time"] if st["clock"] is None else max(st["clock"], v["event_time"])
         elif v["request_id"] in st["done"] or any(p["request_id"] == v["request_id"] for p in st["pending"]):
             duplicates += 1
             continue
@@ -205,8 +207,8 @@ def _on_board(loads: Mapping[str, list[list[Any]]], vehicle: str, at: int) -> li
 
 def _exposure(st: dict[str, Any], ctx: FleetContext) -> list[dict[str, Any]]:
     """Vehicle readings the fleet clock has passed by ``lateness_ms``, in event-time order, through
-    ``projections.cold_chain`` (exposure only) with the orders on the van at each reading: a trip starts at
-    the first reading with orders on board and ends at the first with none."""
+    ``projections.cold_chain`` (breach and exposure) with the orders on the van at each reading: a trip
+    starts at the first reading with orders on board and ends at the first with none."""
     if ctx.rules is None or not st["readings"]:
         return []
     mark = st["clock"] - ctx.lateness_ms
@@ -218,9 +220,11 @@ def _exposure(st: dict[str, Any], ctx: FleetContext) -> list[dict[str, Any]]:
     for r in due:
         unit = f"{r['vehicle_id']}/{r['compartment']}"
         on = _on_board(st["loads"], r["vehicle_id"], r["event_time"])
-        st["cc"][unit], changes = cold_chain.step(st["cc"].get(unit), r, ctx.rules, on, kinds=("cold-chain-exposure",))
+        st["cc"][unit], changes = cold_chain.step(st["cc"].get(unit), r, ctx.rules, on)
         records += apply_changes(st["alerts"], changes)
-    st["alerts"] = {k: a for k, a in st["alerts"].items() if a["status"] == "OPEN"}  # a trip's alert never re-opens
+    # a trip's exposure alert never re-opens; a breach's (one per compartment) re-opens with occurrences + 1
+    st["alerts"] = {k: a for k, a in st["alerts"].items()
+                    if a["status"] == "OPEN" or a["rule_id"] != "cold-chain-exposure"}
     return records
 
 

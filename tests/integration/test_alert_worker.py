@@ -3,7 +3,8 @@
 * a stock shortage opens at the stock check and resolves when the order is signed;
 * an event-time timer: an order left in DELIVERING past its window fires late-delivery when a
   later order view in the same partition moves the watermark past the due time (not before);
-* a compressor failure opens a cold-chain breach that resolves when the sensor recovers;
+* a compressor failure opens a cold-chain breach that resolves when the sensor recovers (decided by
+  the fleet agent, which the alert agent forwards the van's readings to);
 * the latest record per alert id on the compacted topic equals Redis, and InfluxDB has a point
   per change.
 """
@@ -22,7 +23,7 @@ import pytest
 
 from config.settings import Settings
 from schemas.codec import AvroCodec
-from schemas.topics import ALERTS, DEAD_LETTERS, ORDER_EVENTS, ORDER_STATE, SENSORS, VAN_ORDERS
+from schemas.topics import ALERTS, DEAD_LETTERS, FLEET, ORDER_EVENTS, ORDER_STATE, SENSORS, VAN_ORDERS
 from simulator.events import MINUTE, T0, order_story
 from streams.queries import alert_listing
 from streams.replay import read_topic
@@ -43,7 +44,7 @@ class Scenario:
     def __init__(self, settings: Settings) -> None:
         self.tag = uuid.uuid4().hex[:8]
         self.topics = private_topics(settings.kafka_bootstrap, self.tag,
-                                     [ORDER_EVENTS, ORDER_STATE, SENSORS, ALERTS, VAN_ORDERS, DEAD_LETTERS])
+                                     [ORDER_EVENTS, ORDER_STATE, SENSORS, ALERTS, VAN_ORDERS, DEAD_LETTERS, FLEET])
         self.env = {"KUAILV_PROFILE": "test", "KUAILV_CONSUMER_GROUP": f"kuailv-al-{self.tag}",
                     "KUAILV_REDIS_PREFIX": f"al{self.tag}", "KUAILV_WORKER_BATCH_SECONDS": "0.1",
                     "KUAILV_TOPIC_RENAMES": renames_env(self.topics)}
@@ -82,7 +83,7 @@ def same_partition_ids(tag: str, n: int) -> list[str]:
 @pytest.fixture(scope="module")
 def scenario(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     sc = Scenario(stack)
-    worker = ProjectProcess(["worker", "--agents", "orders,alerts", "--loglevel", "warning"], sc.env,
+    worker = ProjectProcess(["worker", "--agents", "orders,alerts,fleet", "--loglevel", "warning"], sc.env,
                             tmp_path_factory.mktemp("alerts") / "worker.log").start()
     sc.worker = worker  # type: ignore[attr-defined]
     try:

@@ -111,13 +111,21 @@ def reading(n: int, temp: float, device: str = "SEN-VAN-1-A", **over: Any) -> di
             "temperature_c": temp, "humidity_pct": 80.0, **over}
 
 
-def test_compressor_failure_opens_a_breach_that_resolves_when_the_sensor_recovers() -> None:
+def test_a_cold_room_failure_opens_a_breach_that_resolves_when_the_sensor_recovers() -> None:
     temps = [3.0, 3.5] + [7.0 + n * 0.3 for n in range(14)] + [3.8, 3.2]
-    _, alerts, dead = run([reading(n, t) for n, t in enumerate(temps)], batch=4)
+    room = {"device": "SEN-WH-1-A", "vehicle_id": None, "warehouse_id": "WH-1"}
+    _, alerts, dead = run([reading(n, t, **room) for n, t in enumerate(temps)], batch=4)
     assert [(a["rule_id"], a["status"]) for a in alerts] == [("cold-chain-breach", "OPEN"),
                                                               ("cold-chain-breach", "RESOLVED")]
-    assert alerts[0]["opened_at"] == T0 + 2 * MINUTE and alerts[0]["vehicle_id"] == "VAN-1"
+    assert alerts[0]["opened_at"] == T0 + 2 * MINUTE and alerts[0]["warehouse_id"] == "WH-1"
     assert dead == []
+
+
+def test_a_vans_compartment_is_left_to_the_fleet_view() -> None:
+    """A van's readings raise nothing here: the fleet view decides them, knowing the orders on board."""
+    temps = [3.0, 3.5] + [7.0 + n * 0.3 for n in range(14)] + [3.8, 3.2]
+    _, alerts, dead = run([reading(n, t) for n, t in enumerate(temps)], batch=4)
+    assert alerts == [] and dead == []
 
 
 def test_vehicle_readings_taken_are_forwarded_to_the_fleet_view_once() -> None:
