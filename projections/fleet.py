@@ -12,7 +12,8 @@ Input: ``kuailv.fleet.v1``, one partition, so one consumer sees the whole fleet 
 
 **A van's cold chain.** Sensors are keyed by device and orders on vans by driver, so only the fleet
 view sees both. A van's loads over time come from its ``DriverStatus`` records (the last 15 minutes
-kept); each reading is held until the fleet clock is ``lateness_ms`` past it, then goes, in
+kept); each reading is held until the fleet clock (statuses: the loads up to then are known) is
+``lateness_ms`` past it, then goes, in
 event-time order, through ``projections.cold_chain`` with the orders on the van at that reading:
 a breach (``cold-chain-breach``) names the orders on board when it opens (warehouse rooms stay with
 the alert projection, per device); for exposure, a trip is the time the
@@ -20,7 +21,7 @@ van has orders on board, and the alert (``cold-chain-exposure``, subject
 ``vehicle/<van>/<compartment>/trip-<start>``, evidence with the trip's orders) opens when the
 accumulated out-of-range time reaches the threshold and resolves when the trip ends.
 
-Per request, once the fleet's event-time clock (the newest status or reading time) has passed the incident
+Per request, once the fleet's event-time clock (the newest status time) has passed the incident
 time by ``lateness_ms`` (so the statuses of that moment have arrived, whatever the pace of the
 geofence path), ``projections.redispatch.suggest`` picks the nearest available driver with room
 for the order and says why it passed over the others. Each candidate is judged by its newest
@@ -160,8 +161,9 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, dict[str, Any
             _load(st["loads"], v)
             st["clock"] = v["at"] if st["clock"] is None else max(st["clock"], v["at"])
         elif record_type == "SensorReading":
-            st["readings"].append(v)  # the clock moves with readings too: a van without GPS keeps its cold chain
-            st["clock"] = v["event_time"] if st["clock"] is None else max(st["clock"], v["event_time"])
+            st["readings"].append(v)
+            # a second clock, for vans that never sent a status (no GPS): they keep their cold chain
+            st["sensor_clock"] = max(st.get("sensor_clock") or v["event_time"], v["event_time"])
         elif v["request_id"] in st["done"] or any(p["request_id"] == v["request_id"] for p in st["pending"]):
             duplicates += 1
             continue
@@ -173,7 +175,7 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, dict[str, Any
                 drivers[v["from_driver_id"]] = {**d, "busy": busy[-4:]}
         if st["clock"] is not None:
             out += [("suggestion", d) for d in _release(st, ctx)]
-            out += [("alert", a) for a in _exposure(st, ctx)]
+        out += [("alert", a) for a in _cold_chain(st, ctx)]
     return st, out, duplicates
 
 
@@ -205,17 +207,25 @@ def _on_board(loads: Mapping[str, list[list[Any]]], vehicle: str, at: int) -> li
     return orders
 
 
-def _exposure(st: dict[str, Any], ctx: FleetContext) -> list[dict[str, Any]]:
-    """Vehicle readings the fleet clock has passed by ``lateness_ms``, in event-time order, through
+def _cold_chain(st: dict[str, Any], ctx: FleetContext) -> list[dict[str, Any]]:
+    """Vehicle readings the fleet clock (newest status) has passed by ``lateness_ms`` (for a van that never
+    sent a status: the newest reading), in event-time order, through
     ``projections.cold_chain`` (breach and exposure) with the orders on the van at each reading: a trip
     starts at the first reading with orders on board and ends at the first with none."""
     if ctx.rules is None or not st["readings"]:
         return []
-    mark = st["clock"] - ctx.lateness_ms
-    due = sorted((r for r in st["readings"] if r["event_time"] <= mark), key=lambda r: (r["event_time"], r["event_id"]))
+    low = -(2**62)
+    mark = low if st["clock"] is None else st["clock"] - ctx.lateness_ms  # the statuses': the loads are known
+    no_gps = low if st.get("sensor_clock") is None else st["sensor_clock"] - ctx.lateness_ms
+    loads = st["loads"]
+
+    def ready(r: Mapping[str, Any]) -> bool:
+        return r["event_time"] <= (mark if r["vehicle_id"] in loads else no_gps)
+
+    due = sorted((r for r in st["readings"] if ready(r)), key=lambda r: (r["event_time"], r["event_id"]))
     if not due:
         return []
-    st["readings"] = [r for r in st["readings"] if r["event_time"] > mark]
+    st["readings"] = [r for r in st["readings"] if not ready(r)]
     records: list[dict[str, Any]] = []
     for r in due:
         unit = f"{r['vehicle_id']}/{r['compartment']}"

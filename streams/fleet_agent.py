@@ -26,6 +26,7 @@ from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, FLEET, REDISPATCH_SUGGESTIONS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.keyed_states import CachedStates, parked
+from streams.sinks.influx import InfluxWriter, alert_line
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
 from streams.sinks.redis_fleet import RedisFleet
@@ -39,9 +40,11 @@ class FleetAgent:
     group_suffix = "-fleet"
 
     def __init__(self, codec: AvroCodec, projection: FleetProjection, store: RedisFleet, alerts: RedisAlerts,
-                 output: Output, stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int]) -> None:
+                 influx: InfluxWriter, output: Output, stats: Any, *, consumer: str,
+                 wall_clock_ms: Callable[[], int]) -> None:
         self.codec = codec
-        self.alerts = alerts  # cold-chain exposure alerts in the alert views
+        self.alerts = alerts  # a van's cold-chain alerts in the alert views (and InfluxDB), like the alert agent's
+        self.influx = influx
         self.projection = projection
         self.store = store
         self.output = output
@@ -86,6 +89,8 @@ class FleetAgent:
             self.output.add(*record)
         self.output.flush()
         states, suggestions, alerts = staged.payload
+        if alerts:
+            self.influx.write([alert_line(a) for a in alerts])
         pipe = self.stats.pipeline()
         self.store.save(states, pipe)
         self.store.save_suggestions(suggestions, pipe)
@@ -100,4 +105,4 @@ class FleetAgent:
         self._states.forget(partitions)
 
     def close(self) -> None:
-        return None
+        self.influx.close()

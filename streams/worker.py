@@ -94,10 +94,12 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
                           cache_keys=settings.state_cache_keys)
     if name == "fleet":
         from streams.fleet_agent import FleetAgent
+        from streams.sinks.influx import InfluxWriter
         from streams.sinks.redis_fleet import RedisFleet
 
         return FleetAgent(codec, fleet_projection(settings, codec), RedisFleet(redis_client, settings.redis_prefix),
-                          RedisAlerts(redis_client, settings.redis_prefix), output, stats, consumer=consumer,
+                          RedisAlerts(redis_client, settings.redis_prefix),
+                          InfluxWriter(settings.influx_url, settings.influx_db), output, stats, consumer=consumer,
                           wall_clock_ms=wall_clock_ms)
     raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}")
 
