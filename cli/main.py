@@ -142,6 +142,36 @@ def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from streams.worker import make_codec
+
+    s = settings_mod.load(args.profile)
+    host, port = args.host or s.api_host, args.port or s.api_port
+    if not s.api_secret:
+        print("kuailv serve: KUAILV_API_SECRET is not set: tokens are signed with the local development key "
+              "(fine on this machine, never in production)", file=sys.stderr)
+    print(f"kuailv serve: http://{host}:{port} (OpenAPI /openapi.json, index /docs), profile {s.profile}",
+          file=sys.stderr)
+    uvicorn.run(create_app(s, make_codec(s)), host=host, port=port, log_level=args.loglevel)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from service.auth import issue
+
+    s = settings_mod.load(args.profile)
+    try:
+        print(issue(s.api_secret, args.subject or args.role, args.role, args.tenant,
+                    ttl_s=args.ttl or s.api_token_ttl_s))
+    except ValueError as exc:
+        print(f"kuailv token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from schemas.topics import ORDER_EVENTS
     from streams import replay_parallel
@@ -257,6 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "from GPS + van orders; alerts: the latest record of every alert from order events + "
                         "sensors; fleet: re-dispatch suggestions from kuailv.fleet.v1 (--topic only)")
     r.set_defaults(fn=cmd_replay)
+
+    sv = sub.add_parser("serve", help="run the query API (REST, roles) on KUAILV_API_HOST:KUAILV_API_PORT")
+    sv.add_argument("--host", default=None)
+    sv.add_argument("--port", type=int, default=None)
+    sv.add_argument("--loglevel", default="warning")
+    sv.set_defaults(fn=cmd_serve)
+
+    tk = sub.add_parser("token", help="issue an API token for local use (signed with KUAILV_API_SECRET)")
+    tk.add_argument("--role", required=True,
+                    choices=["operator", "customer_service", "merchant", "customer", "driver", "warehouse_staff"])
+    tk.add_argument("--tenant", default=None, help="customer id (merchant, customer), driver id, or warehouse id")
+    tk.add_argument("--subject", default=None, help="who the token is for (default: the role)")
+    tk.add_argument("--ttl", type=int, default=None, help="seconds (default KUAILV_API_TOKEN_TTL_S)")
+    tk.set_defaults(fn=cmd_token)
 
     rb = sub.add_parser("rebuild", help="rebuild the Redis order store from the log (topic or record-log file)")
     rb.add_argument("--file", default=None, help="a record log (.avro) instead of the topic")

@@ -28,9 +28,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _PORTS = {
     "dev": {"kafka": 19092, "controller": 19093, "redis": 16379, "influx": 18086, "influx_rpc": 18088,
-            "postgres": 15432},
+            "postgres": 15432, "api": 18000},
     "test": {"kafka": 29092, "controller": 29093, "redis": 26379, "influx": 28086, "influx_rpc": 28088,
-             "postgres": 25432},
+             "postgres": 25432, "api": 28000},
 }
 
 
@@ -65,6 +65,10 @@ class Settings:
     alert_rules_file: Path = PROJECT_ROOT / "config" / "alert_rules.v1.json"
     alert_lateness_ms: int = 60_000
     fleet_capacity_kg: float = 1_500.0  # a van's load limit for re-dispatch suggestions
+    api_host: str = "127.0.0.1"
+    api_port: int = 18000
+    api_secret: str = ""  # HS256 key of the API's tokens; "" = the local development key (service.auth)
+    api_token_ttl_s: int = 12 * 3600
     topic_renames: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -108,6 +112,10 @@ def load(profile: str | None = None) -> Settings:
         alert_rules_file=Path(_env("KUAILV_ALERT_RULES", str(PROJECT_ROOT / "config" / "alert_rules.v1.json"))),
         alert_lateness_ms=int(_env("KUAILV_ALERT_LATENESS_MS", "60000")),
         fleet_capacity_kg=float(_env("KUAILV_FLEET_CAPACITY_KG", "1500")),
+        api_host=_env("KUAILV_API_HOST", "127.0.0.1"),
+        api_port=int(_env("KUAILV_API_PORT", str(ports["api"]))),
+        api_secret=os.environ.get("KUAILV_API_SECRET", ""),
+        api_token_ttl_s=int(_env("KUAILV_API_TOKEN_TTL_S", str(12 * 3600))),
         topic_renames=_renames(os.environ.get("KUAILV_TOPIC_RENAMES", "")),
     )
 

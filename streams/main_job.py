@@ -89,7 +89,9 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
           f"InfluxDB {settings.influx_url}/{settings.influx_db}")
     procs = [_spawn(["worker", "--loglevel", "warning"], settings, f"worker-{i}.log") for i in range(workers)]
     procs.append(_spawn(["relay", "--interval", "0.2"], settings, "relay.log"))
-    print(f"started {workers} worker(s) and the outbox relay; logs in {settings.stack_dir / 'logs'}")
+    procs.append(_spawn(["serve"], settings, "api.log"))
+    print(f"started {workers} worker(s), the outbox relay and the API on http://{settings.api_host}:{settings.api_port}"
+          f" (kuailv serve); logs in {settings.stack_dir / 'logs'}")
     start_ends = sum(end_offsets(settings.kafka_bootstrap, [ORDER_EVENTS.name]).values())
     base = progress(settings)
     sim = SimulationProgress()
@@ -103,6 +105,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         sim_thread.start()
         prev_count, prev_t = 0, time.monotonic()
         caught_up = False
+        api_line = ""
         deadline: float | None = None
         while True:
             time.sleep(1.0)
@@ -124,6 +127,9 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
                         group_lag(settings.kafka_bootstrap, settings.consumer_group + suffix, topics) == 0
                         for suffix, topics in GROUPS):
                     caught_up = True
+                    api_line, api_ok = _probe_api(settings, sim.order_ids)
+                    if not api_ok:
+                        failed = api_line
                     break
                 if now > deadline:
                     failed = "workers did not catch up within 180 s after the simulation ended"
@@ -141,6 +147,8 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     run = _since(stats, base)
     print(f"this run: {json.dumps(run, sort_keys=True)}")
     print(f"orders on this stack now, by status: {json.dumps(stats['by_status'], sort_keys=True)}")
+    if caught_up:
+        print(api_line)
     open_alerts = alert_listing(settings, open_only=True, limit=8)
     if open_alerts:
         print(f"\n$ kuailv alerts --open   ({stats['open_alerts']} open; newest {len(open_alerts)})")
@@ -160,8 +168,34 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         print(f"\nFAILED: {failed or 'not caught up'}", file=sys.stderr)
         return 1
     print("\nThe stack is still running: try `.venv/bin/kuailv orders --status SIGNED`, "
-          "`.venv/bin/kuailv replay --topic`; stop it with `make stop`.")
+          "`.venv/bin/kuailv replay --topic`, or the API: `.venv/bin/kuailv serve` and "
+          "`curl -H \"Authorization: Bearer $(.venv/bin/kuailv token --role operator)\" "
+          f"http://{settings.api_host}:{settings.api_port}/orders/<id>`; stop it with `make stop`.")
     return 0
+
+
+def _probe_api(settings: Settings, order_ids: list[str]) -> tuple[str, bool]:
+    """One authenticated read through the running API (the service people use), as a smoke test."""
+    import urllib.error
+    import urllib.request
+
+    from service.auth import issue
+
+    if not order_ids:
+        return "API: no order to read", True
+    url = f"http://{settings.api_host}:{settings.api_port}/orders/{order_ids[0]}"
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + issue(settings.api_secret, "kuailv-run",
+                                                                                   "operator")})
+    t0 = time.monotonic()
+    for _ in range(20):  # the server may still be starting
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return f"API: GET {url} -> {resp.status} in {(time.monotonic() - t0) * 1000:.0f} ms", True
+        except urllib.error.HTTPError as exc:
+            return f"API: GET {url} -> {exc.code}: {exc.read()[:200]!r}", False
+        except OSError:
+            time.sleep(0.5)
+    return f"API: nothing listening at {url} (see {settings.stack_dir / 'logs' / 'api.log'})", False
 
 
 def _pick_example(settings: Settings, order_ids: list[str]) -> dict | None:

@@ -97,3 +97,9 @@ def redispatch_row(s: dict[str, Any]) -> str:
     when = time.strftime("%m-%d %H:%M", time.gmtime(s["decided_at"] / 1000))
     to = f"-> {s['to_driver_id']} ({s['distance_m'] / 1000:.1f} km)" if s["to_driver_id"] else "-> nobody"
     return f"{when}Z {s['suggestion_id']:<22} {s['reason_code']:<17} {s['from_driver_id']} {to}: {s['reason']}"
+
+
+def driver_position(settings: Settings, driver_id: str) -> dict[str, Any] | None:
+    """The driver's newest GPS fix (``driver:{id}:position``), or None."""
+    with _client(settings) as r:
+        return RedisDriverPositions(r, settings.redis_prefix).get(driver_id)

@@ -26,6 +26,8 @@ def test_main_job_runs_the_simulated_city_end_to_end(stack: Settings) -> None:
     progress = [line for line in run.stdout.splitlines() if line.startswith("[")]
     assert progress and "ev/s" in progress[-1] and "dead letters" in progress[-1]
     assert "simulated 40 orders" in run.stdout
+    api = [line for line in run.stdout.splitlines() if line.startswith("API: GET ")]
+    assert api and "-> 200 in" in api[0], api  # the service people use answered, with a token
     doc_text = run.stdout.split("$ kuailv order ", 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]
     doc = json.loads(doc_text)
     assert {"orderId", "status", "driverInfo", "eta", "items"} <= doc.keys()

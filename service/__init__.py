@@ -1,0 +1,1 @@
+"""The HTTP service people and systems use: the order query API with roles (``kuailv serve``)."""

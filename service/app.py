@@ -1,0 +1,157 @@
+"""The query API (FastAPI on uvicorn): ``kuailv serve``, and beside the workers in ``make run``.
+
+FastAPI because it is the kept ASGI framework with typed parameters, validation errors that name
+the field (422), and the OpenAPI document generated from the code (``/openapi.json``). Its
+Swagger page loads from a CDN, which this product must not do at run time, so ``/docs`` is a
+plain HTML index of the OpenAPI document, rendered here.
+
+Every endpoint authenticates (``service.auth``: a bearer JWT) and asks ``service.policy``: 401
+without a valid token, 403 with the policy's reason for another tenant's data, 404 only for an
+order that is neither in Redis nor on the log. Handlers are plain functions (run in the server's
+thread pool): the reads are synchronous Redis and, on a miss, Kafka.
+"""
+
+import html
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi.responses import HTMLResponse
+
+from config.settings import Settings
+from projections.order_status import OrderStatus
+from service import orders
+from service.auth import AuthError, Principal, verify
+from service.policy import Access, list_scope, may_list_all_alerts, may_read_driver, order_access, redact
+from streams import queries
+
+log = logging.getLogger(__name__)
+
+
+def _deny(access: Access) -> None:
+    if not access.allowed:
+        raise HTTPException(status_code=403, detail=access.reason)
+
+
+def create_app(settings: Settings, codec: Any) -> FastAPI:
+    app = FastAPI(title="Kuailv order pipeline API", version="1",
+                  description="Orders, alerts and driver positions from the stream projections, by role.",
+                  docs_url=None, redoc_url=None)
+
+    def caller(authorization: Annotated[str | None, Header()] = None) -> Principal:
+        try:
+            return verify(settings.api_secret, authorization)
+        except AuthError as exc:
+            raise HTTPException(status_code=401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+
+    Caller = Annotated[Principal, Depends(caller)]
+
+    def readable_order(who: Principal, order_id: str) -> dict[str, Any]:
+        doc = orders.order(settings, codec, order_id)
+        if doc is None:
+            raise HTTPException(status_code=404, detail=f"order {order_id} is neither in Redis nor on "
+                                                        f"{orders.ORDER_EVENTS.name}")
+        _deny(order_access(who, doc))
+        return redact(who, doc)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> dict[str, Any]:
+        checks = _ready(settings)
+        if not all(ok for ok, _ in checks.values()):
+            raise HTTPException(status_code=503, detail={k: why for k, (ok, why) in checks.items() if not ok})
+        return {"status": "ready", "checks": {k: "ok" for k in checks}}
+
+    @app.get("/orders/{order_id}", tags=["orders"])
+    def get_order(order_id: str, who: Caller) -> dict[str, Any]:
+        """The order as the seed's scenario 1 shows it (status, driver, items, stages, ETA, alerts)."""
+        return readable_order(who, order_id)
+
+    @app.get("/orders", tags=["orders"])
+    def list_orders(who: Caller, status: OrderStatus | None = None, customer: str | None = None,
+                    driver: str | None = None, cursor: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=orders.MAX_PAGE)] = 50) -> dict[str, Any]:
+        """Order ids by status, customer or driver (one of them), in id order, ``cursor`` from the last page."""
+        scope, access = list_scope(who, status.value if status else None, customer, driver)
+        _deny(access)
+        if not any(scope.get(k) for k in ("status", "customer", "driver")):
+            raise HTTPException(status_code=422, detail="give status, customer or driver")
+        ids = queries.order_ids(settings, status=scope["status"] if not scope.get("customer") and
+                                not scope.get("driver") else None,
+                                customer=scope.get("customer"), driver=scope.get("driver"))
+        try:
+            chosen, nxt = orders.page(ids, cursor, limit)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        items = [d for d in (queries.order_document(settings, oid) for oid in chosen) if d is not None]
+        if scope.get("status"):
+            items = [d for d in items if d["status"] == scope["status"]]
+        if scope.get("warehouse"):
+            items = [d for d in items if d["warehouseId"] == scope["warehouse"]]
+        return {"orders": [redact(who, d) for d in items], "nextCursor": nxt}
+
+    @app.get("/orders/{order_id}/alerts", tags=["alerts"])
+    def order_alerts(order_id: str, who: Caller) -> dict[str, Any]:
+        readable_order(who, order_id)
+        return {"alerts": queries.alert_listing(settings, order_id=order_id)}
+
+    @app.get("/alerts", tags=["alerts"])
+    def alerts(who: Caller, open: bool = True,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        _deny(may_list_all_alerts(who))
+        return {"alerts": queries.alert_listing(settings, open_only=open, limit=limit)}
+
+    @app.get("/drivers/{driver_id}/position", tags=["drivers"])
+    def driver_position(driver_id: str, who: Caller) -> dict[str, Any]:
+        own = frozenset()
+        if who.role in ("merchant", "customer") and who.tenant:
+            own = frozenset(d.get("driverInfo", {}).get("driverId") for d in
+                            (queries.order_document(settings, o) for o in
+                             queries.order_ids(settings, customer=who.tenant)) if d and d.get("driverInfo"))
+        _deny(may_read_driver(who, driver_id, own))
+        position = queries.driver_position(settings, driver_id)
+        if position is None:
+            raise HTTPException(status_code=404, detail=f"no position of driver {driver_id} yet")
+        return position
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> str:
+        return _docs_page(app.openapi())
+
+    return app
+
+
+def _ready(settings: Settings) -> dict[str, tuple[bool, str]]:
+    import redis
+    from confluent_kafka.admin import AdminClient
+
+    checks: dict[str, tuple[bool, str]] = {}
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping()
+        checks["redis"] = (True, "")
+    except Exception as exc:
+        checks["redis"] = (False, f"redis {settings.redis_url}: {exc}")
+    try:
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=2)
+        checks["kafka"] = (True, "")
+    except Exception as exc:
+        checks["kafka"] = (False, f"kafka {settings.kafka_bootstrap}: {exc}")
+    return checks
+
+
+def _docs_page(spec: dict[str, Any]) -> str:
+    rows = []
+    for path, ops in sorted(spec.get("paths", {}).items()):
+        for method, op in ops.items():
+            params = ", ".join(p["name"] for p in op.get("parameters", []) if p.get("in") != "header")
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+                        f"<td>{html.escape(params)}</td><td>{html.escape(op.get('summary', ''))}</td></tr>")
+    return ("<!doctype html><meta charset=utf-8><title>Kuailv API</title>"
+            f"<h1>{html.escape(spec['info']['title'])}</h1><p>{html.escape(spec['info'].get('description', ''))}</p>"
+            "<p>Every endpoint needs <code>Authorization: Bearer &lt;token&gt;</code> (<code>kuailv token</code>). "
+            "The machine-readable document: <a href=/openapi.json>/openapi.json</a>.</p>"
+            "<table border=1 cellpadding=4><tr><th>method</th><th>path</th><th>parameters</th><th>summary</th></tr>"
+            + "".join(rows) + "</table>")

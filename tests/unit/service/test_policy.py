@@ -1,0 +1,75 @@
+"""The authorisation policy as a table: every role x every read x own / other tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.auth import Principal
+from service.policy import ROLES, list_scope, may_list_all_alerts, may_read_driver, order_access, redact
+
+ORDER: dict[str, Any] = {"orderId": "KL1", "customerId": "CUST-1", "warehouseId": "WH-1",
+                         "driverInfo": {"driverId": "DRV-1", "phone": "138", "location": {"lat": 1.0}},
+                         "signature": {"receiverName": "王经理"}, "destination": {"lat": 39.9, "lng": 116.4}}
+OWN = {"operator": None, "customer_service": None, "merchant": "CUST-1", "customer": "CUST-1", "driver": "DRV-1",
+       "warehouse_staff": "WH-1"}
+OTHER = {"merchant": "CUST-2", "customer": "CUST-2", "driver": "DRV-2", "warehouse_staff": "WH-2"}
+
+# role -> (own order, other tenant's order, list all alerts, driver DRV-1's position as owner/of own orders)
+TABLE = {
+    "operator": (True, True, True, True),
+    "customer_service": (True, True, True, True),
+    "merchant": (True, False, False, True),
+    "customer": (True, False, False, True),
+    "driver": (True, False, False, True),
+    "warehouse_staff": (True, False, False, False),
+}
+
+
+def who(role: str, tenant: str | None) -> Principal:
+    return Principal(f"u-{role}", role, tenant)
+
+
+def test_the_table_covers_every_role() -> None:
+    assert set(TABLE) == set(ROLES)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_order_reads(role: str) -> None:
+    own, other, all_alerts, position = TABLE[role]
+    assert order_access(who(role, OWN[role]), ORDER).allowed is own
+    if role in OTHER:
+        denied = order_access(who(role, OTHER[role]), ORDER)
+        assert denied.allowed is other and "KL1" in denied.reason and OTHER[role] in denied.reason
+    assert may_list_all_alerts(who(role, OWN[role])).allowed is all_alerts
+    assert may_read_driver(who(role, OWN[role]), "DRV-1", frozenset({"DRV-1"})).allowed is position
+    if role in OTHER:
+        assert not may_read_driver(who(role, OTHER[role]), "DRV-1", frozenset()).allowed
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_order_lists_are_pinned_to_the_tenant_and_other_tenants_are_denied(role: str) -> None:
+    me = who(role, OWN[role])
+    if role in ("operator", "customer_service"):
+        scope, access = list_scope(me, None, "CUST-9", None)
+        assert access.allowed and scope["customer"] == "CUST-9"
+        return
+    if role == "warehouse_staff":
+        scope, access = list_scope(me, "PAID", None, None)
+        assert access.allowed and scope["warehouse"] == "WH-1"
+        assert not list_scope(me, None, "CUST-1", None)[1].allowed
+        return
+    scope, access = list_scope(me, None, None, None)
+    assert access.allowed
+    assert (scope["customer"], scope["driver"]) == (("CUST-1", None) if role != "driver" else (None, "DRV-1"))
+    other = {"customer": "CUST-2"} if role != "driver" else {"driver": "DRV-2"}
+    assert not list_scope(me, None, other.get("customer"), other.get("driver"))[1].allowed
+
+
+def test_warehouse_staff_never_see_contact_data() -> None:
+    seen = redact(who("warehouse_staff", "WH-1"), ORDER)
+    assert seen["driverInfo"]["phone"] is None and seen["signature"]["receiverName"] is None
+    assert seen["destination"] is None and seen["driverInfo"]["driverId"] == "DRV-1"
+    for role in ("operator", "customer_service", "merchant", "customer", "driver"):
+        assert redact(who(role, OWN[role]), ORDER) == ORDER
