@@ -17,15 +17,53 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
 
 from config.settings import Settings
 from projections.order_status import OrderStatus
 from service import orders
 from service.auth import AuthError, Principal, verify
-from service.policy import Access, list_scope, may_list_all_alerts, may_read_driver, order_access, redact
+from service.policy import (
+    Access,
+    command_access,
+    list_scope,
+    may_list_all_alerts,
+    may_read_driver,
+    order_access,
+    redact,
+)
 from streams import queries
 
 log = logging.getLogger(__name__)
+
+
+class Point(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+
+
+class ExceptionReport(BaseModel):
+    """A driver reports why the delivery cannot go on (seed scenario 2)."""
+
+    reason_code: str = Field(pattern="^(TRAFFIC_ACCIDENT|VEHICLE_BREAKDOWN|CUSTOMER_UNREACHABLE|ADDRESS_NOT_FOUND|"
+                                     "GOODS_DAMAGED|COLD_CHAIN_FAILURE|OTHER)$")
+    description: str = Field(min_length=1, max_length=500)
+    location: Point
+
+
+class DeliveredLine(BaseModel):
+    line_no: int = Field(ge=1)
+    delivered_quantity: float = Field(ge=0)
+
+
+class DeliveryConfirmation(BaseModel):
+    """The driver confirms the signing, or the customer confirms receipt, with the signature's reference."""
+
+    receiver_name: str = Field(min_length=1, max_length=100)
+    signature_ref: str = Field(min_length=1, max_length=300)
+    location: Point
+    photo_ref: str | None = None
+    lines: list[DeliveredLine] | None = None  # default: every line as picked
 
 
 def _deny(access: Access) -> None:
@@ -117,11 +155,74 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"no position of driver {driver_id} yet")
         return position
 
+    commands = _Commands(settings)
+
+    def command(who: Principal, order_id: str, name: str, **kwargs: Any) -> dict[str, Any]:
+        """Authorise against the aggregate's own view (the projection may lag), then let the aggregate decide."""
+        from streams.commands.errors import CommandRejected, InvalidCommand
+
+        view = commands.view(order_id)
+        if view is None:
+            raise HTTPException(status_code=404, detail=f"order {order_id} does not exist")
+        from projections.order_view import public_view
+
+        _deny(command_access(who, name, public_view(view)))
+        producer = f"api:{who.role}:{who.subject}"
+        try:
+            order = commands.run(name, order_id, producer=producer, **kwargs)
+        except CommandRejected as exc:  # the state machine said no: the aggregate's reason
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        except InvalidCommand as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        after = order.view
+        return {"orderId": order_id, "status": after["status"], "version": after["version"]}
+
+    @app.post("/orders/{order_id}/exceptions", status_code=202, tags=["commands"])
+    def report_exception(order_id: str, body: ExceptionReport, who: Caller) -> dict[str, Any]:
+        """The driver reports an exception (the order goes to EXCEPTION_HANDLING)."""
+        view = commands.view(order_id) or {}
+        driver = (view.get("driver") or {}).get("driver_id") or who.tenant or who.subject
+        return command(who, order_id, "report_exception", reason_code=body.reason_code,
+                       description=body.description, driver_id=driver, location=body.location.model_dump())
+
+    @app.post("/orders/{order_id}/delivery", status_code=202, tags=["commands"])
+    def confirm_delivery(order_id: str, body: DeliveryConfirmation, who: Caller) -> dict[str, Any]:
+        """The driver confirms the signing, or the customer confirms receipt (OrderDelivered)."""
+        view = commands.view(order_id) or {}
+        lines = ([ln.model_dump() for ln in body.lines] if body.lines is not None else
+                 [{"line_no": ln["line_no"], "delivered_quantity": ln.get("picked") or ln["ordered"]}
+                  for ln in view.get("lines") or []])
+        return command(who, order_id, "deliver", receiver_name=body.receiver_name, signature_ref=body.signature_ref,
+                       location=body.location.model_dump(), photo_ref=body.photo_ref, lines=lines)
+
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> str:
         return _docs_page(app.openapi())
 
     return app
+
+
+class _Commands:
+    """The command side (``streams.commands.OrderService``), opened at the first command, never at import."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._service: Any = None
+
+    def service(self) -> Any:
+        if self._service is None:
+            from streams.commands.order_service import OrderService
+
+            self._service = OrderService.from_url(self.settings.eventstore_url)
+        return self._service
+
+    def view(self, order_id: str) -> dict[str, Any] | None:
+        return self.service().view(order_id)
+
+    def run(self, name: str, order_id: str, **kwargs: Any) -> Any:
+        import time
+
+        return self.service().execute(name, order_id, at=int(time.time() * 1000), **kwargs)
 
 
 def _ready(settings: Settings) -> dict[str, tuple[bool, str]]:

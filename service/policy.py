@@ -113,3 +113,20 @@ def may_read_driver(caller: Caller, driver_id: str, drivers_of_own_orders: froze
     if caller.role in ("merchant", "customer") and driver_id in drivers_of_own_orders:
         return ALLOW
     return Access(False, f"a {caller.role} may not see driver {driver_id}'s position")
+
+
+# commands through the API -> the command side (the order aggregate decides; this only says who may ask)
+COMMANDS_BY_ROLE = {
+    "operator": frozenset({"deliver", "report_exception"}),
+    "driver": frozenset({"deliver", "report_exception"}),  # on the orders assigned to them
+    "merchant": frozenset({"deliver"}),  # the customer confirms receipt (signature reference)
+    "customer": frozenset({"deliver"}),
+}
+
+
+def command_access(caller: Caller, command: str, order: Mapping[str, Any]) -> Access:
+    """May ``caller`` send ``command`` for this order (its public view)? The aggregate still decides whether
+    the order's state allows it (409)."""
+    if command not in COMMANDS_BY_ROLE.get(caller.role, frozenset()):
+        return Access(False, f"a {caller.role} may not {command.replace('_', ' ')}")
+    return order_access(caller, order)
