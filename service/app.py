@@ -94,10 +94,12 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
     def readyz() -> dict[str, Any]:
+        """Readiness: Redis and Kafka reachable (503 naming which is not)."""
         checks = _ready(settings)
         if not all(ok for ok, _ in checks.values()):
             raise HTTPException(status_code=503, detail={k: why for k, (ok, why) in checks.items() if not ok})
@@ -112,38 +114,37 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
     def list_orders(who: Caller, status: OrderStatus | None = None, customer: str | None = None,
                     driver: str | None = None, cursor: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=orders.MAX_PAGE)] = 50) -> dict[str, Any]:
-        """Order ids by status, customer or driver (one of them), in id order, ``cursor`` from the last page."""
+        """Orders by status, customer and/or driver (the indexes intersected), in id order; nextCursor pages on."""
         scope, access = list_scope(who, status.value if status else None, customer, driver)
         _deny(access)
         if not any(scope.get(k) for k in ("status", "customer", "driver")):
             raise HTTPException(status_code=422, detail="give status, customer or driver")
-        ids = queries.order_ids(settings, status=scope["status"] if not scope.get("customer") and
-                                not scope.get("driver") else None,
-                                customer=scope.get("customer"), driver=scope.get("driver"))
+        ids = orders.matching_ids(settings, scope)
         try:
             chosen, nxt = orders.page(ids, cursor, limit)
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         items = [d for d in (queries.order_document(settings, oid) for oid in chosen) if d is not None]
-        if scope.get("status"):
-            items = [d for d in items if d["status"] == scope["status"]]
-        if scope.get("warehouse"):
+        if scope.get("warehouse"):  # no warehouse index: a page of staff may hold fewer than ``limit``
             items = [d for d in items if d["warehouseId"] == scope["warehouse"]]
         return {"orders": [redact(who, d) for d in items], "nextCursor": nxt}
 
     @app.get("/orders/{order_id}/alerts", tags=["alerts"])
     def order_alerts(order_id: str, who: Caller) -> dict[str, Any]:
+        """The order's open alerts (same access as the order)."""
         readable_order(who, order_id)
         return {"alerts": queries.alert_listing(settings, order_id=order_id)}
 
     @app.get("/alerts", tags=["alerts"])
     def alerts(who: Caller, open: bool = True,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """Open (or all) alerts, newest first: operators and customer service."""
         _deny(may_list_all_alerts(who))
         return {"alerts": queries.alert_listing(settings, open_only=open, limit=limit)}
 
     @app.get("/drivers/{driver_id}/position", tags=["drivers"])
     def driver_position(driver_id: str, who: Caller) -> dict[str, Any]:
+        """The driver's newest GPS fix."""
         own = frozenset()
         if who.role in ("merchant", "customer") and who.tenant:
             own = frozenset(d.get("driverInfo", {}).get("driverId") for d in
@@ -248,11 +249,14 @@ def _docs_page(spec: dict[str, Any]) -> str:
     for path, ops in sorted(spec.get("paths", {}).items()):
         for method, op in ops.items():
             params = ", ".join(p["name"] for p in op.get("parameters", []) if p.get("in") != "header")
+            what = (op.get("description") or op.get("summary", "")).strip().splitlines()[0]
             rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
-                        f"<td>{html.escape(params)}</td><td>{html.escape(op.get('summary', ''))}</td></tr>")
+                        f"<td>{html.escape(params)}</td><td>{html.escape(what)}</td></tr>")
     return ("<!doctype html><meta charset=utf-8><title>Kuailv API</title>"
             f"<h1>{html.escape(spec['info']['title'])}</h1><p>{html.escape(spec['info'].get('description', ''))}</p>"
-            "<p>Every endpoint needs <code>Authorization: Bearer &lt;token&gt;</code> (<code>kuailv token</code>). "
+            "<p>Every endpoint but <code>/healthz</code> and <code>/readyz</code> needs "
+            "<code>Authorization: Bearer &lt;token&gt;</code> (<code>kuailv token</code>); the roles are in "
+            "docs/api.md. "
             "The machine-readable document: <a href=/openapi.json>/openapi.json</a>.</p>"
             "<table border=1 cellpadding=4><tr><th>method</th><th>path</th><th>parameters</th><th>summary</th></tr>"
             + "".join(rows) + "</table>")

@@ -11,6 +11,7 @@ silent 404 for an order that is on the log; such a view says ``"source": "log"``
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from config.settings import Settings
@@ -52,6 +53,14 @@ def rebuild_from_log(settings: Settings, codec: Any, order_id: str) -> dict[str,
     if state is None or state.get("view") is None:
         return None
     return public_view(state["view"])
+
+
+def matching_ids(settings: Settings, scope: Mapping[str, str | None]) -> set[str]:
+    """The ids every given index agrees on (status, customer, driver: the Redis index sets, intersected),
+    so a page is cut from the matching orders, not filtered after it."""
+    sets = [queries.order_ids(settings, **{k: v}) for k, v in scope.items()
+            if k in ("status", "customer", "driver") and v]
+    return set.intersection(*sets) if sets else set()
 
 
 def page(ids: set[str], cursor: str | None, limit: int) -> tuple[list[str], str | None]:

@@ -89,7 +89,13 @@ def api(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
                              for o in (a.a, a.b, a.c)), 60, "the worker to project the three orders")
         worker.stop()
         r.delete(f"{a.prefix}:order:{a.c}")  # Redis lost it; the log still has it
-        wait_for(lambda: a.get("/healthz")[0] == 200, 30, "kuailv serve to listen", interval=0.3)
+        def up() -> bool:
+            try:
+                return a.get("/healthz")[0] == 200
+            except urllib.error.URLError:  # not listening yet
+                return False
+
+        wait_for(up, 30, "kuailv serve to listen", interval=0.3)
         yield a
     finally:
         worker.stop()
@@ -133,6 +139,10 @@ def test_lists_are_scoped_paged_and_cross_tenant_lists_are_denied(api: Api) -> N
     assert api.get("/orders?customer=CUST-B", api.token("merchant", "CUST-A"))[0] == 403
     status, ops = api.get("/orders?customer=CUST-B", api.token("operator"))
     assert status == 200 and [o["orderId"] for o in ops["orders"]] == [api.b]
+    status, none = api.get("/orders?customer=CUST-A&status=DELIVERING&limit=1", api.token("operator"))
+    assert status == 200 and none == {"orders": [], "nextCursor": None}  # indexes intersected before paging
+    status, signed = api.get("/orders?status=SIGNED&limit=1", api.token("merchant", "CUST-A"))
+    assert [o["orderId"] for o in signed["orders"]] == [api.a] and signed["nextCursor"]
     assert api.get("/orders?status=NOT_A_STATUS", api.token("operator"))[0] == 422
     assert api.get("/orders?cursor=%%%", api.token("merchant", "CUST-A"))[0] == 422
 
