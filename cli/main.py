@@ -226,7 +226,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    from streams.commands.relay_main import main as relay_main
+    from commands.relay_main import main as relay_main
 
     return relay_main(settings_mod.load(args.profile), interval=args.interval, once=args.once)
 

@@ -160,7 +160,7 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
 
     def command(who: Principal, order_id: str, name: str, **kwargs: Any) -> dict[str, Any]:
         """Authorise against the aggregate's own view (the projection may lag), then let the aggregate decide."""
-        from streams.commands.errors import CommandRejected, InvalidCommand
+        from commands.errors import CommandRejected, InvalidCommand
 
         view = commands.view(order_id)
         if view is None:
@@ -204,7 +204,7 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
 
 
 class _Commands:
-    """The command side (``streams.commands.OrderService``), opened at the first command, never at import."""
+    """The command side (``commands.OrderService``), opened at the first command, never at import."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -212,7 +212,7 @@ class _Commands:
 
     def service(self) -> Any:
         if self._service is None:
-            from streams.commands.order_service import OrderService
+            from commands.order_service import OrderService
 
             self._service = OrderService.from_url(self.settings.eventstore_url)
         return self._service

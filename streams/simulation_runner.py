@@ -17,14 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from commands.errors import CommandError
+from commands.order_service import OrderService
 from config.settings import Settings
 from projections.timefmt import ms
 from schemas.codec import AvroCodec
 from schemas.topics import topic_for_record
 from simulator.events import T0
 from simulator.traffic import Command, SimulationConfig, command_kwargs, simulate, wall_delay
-from streams.commands.errors import CommandError
-from streams.commands.order_service import OrderService
 from streams.sinks.kafka_output import KafkaOutput, make_producer
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def simulate_into_system(settings: Settings, *, orders: int, seed: int, speedup:
 def run_simulation(settings: Settings, *, orders: int, seed: int, speedup: float, relay: bool = True,
                    report: Callable[[SimulationProgress], None] | None = None) -> int:
     """``kuailv simulate``: optionally with an in-process relay thread."""
-    from streams.commands.relay_main import build_relay
+    from commands.relay_main import build_relay
 
     stop = threading.Event()
     relay_thread = None

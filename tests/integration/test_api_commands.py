@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from commands.avro_mapping import to_command
+from commands.order_service import OrderService
 from service.auth import issue
 from simulator.events import T0, order_story
-from streams.commands.avro_mapping import to_command
-from streams.commands.order_service import OrderService
 from tests.integration.kafka_helpers import wait_for
 from tests.integration.processes import ROOT
 

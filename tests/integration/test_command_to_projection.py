@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import redis
 
+from commands.order_service import OrderService
 from config import settings as settings_mod
 from config.settings import Settings
 from projections.order_view import public_view
-from streams.commands.order_service import OrderService
 from streams.simulation_runner import SimulationProgress, simulate_into_system
 from streams.sinks.redis_orders import RedisOrderStore
 from tests.integration.kafka_helpers import wait_for

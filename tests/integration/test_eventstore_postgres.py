@@ -25,14 +25,14 @@ from typing import Any
 
 import pytest
 
+from commands.errors import CommandRejected, ConcurrentModification, OrderAlreadyExists, OrderNotFound
+from commands.eventstore_config import eventstore_env
+from commands.order_service import OrderService
+from commands.relay import OutboxRelay, kafka_producer_factory
 from config.settings import Settings
 from infra import postgres as infra_postgres
 from schemas.topics import ORDER_EVENTS
 from simulator.events import T0
-from streams.commands.errors import CommandRejected, ConcurrentModification, OrderAlreadyExists, OrderNotFound
-from streams.commands.eventstore_config import eventstore_env
-from streams.commands.order_service import OrderService
-from streams.commands.relay import OutboxRelay, kafka_producer_factory
 from streams.replay import read_topic
 from tests.unit.commands import relay_contract as contract
 from tests.unit.commands.order_commands_kit import (

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
+from commands.order_service import OrderService
+from commands.relay import OutboxRelay, ProducerLike, kafka_producer_factory
 from schemas.topics import ORDER_EVENTS
-from streams.commands.order_service import OrderService
-from streams.commands.relay import OutboxRelay, ProducerLike, kafka_producer_factory
 from tests.unit.commands import relay_contract as contract
 from tests.unit.commands.order_commands_kit import record_stories
 
@@ -111,7 +111,7 @@ def unreachable_producer() -> ProducerLike:
     """A real Producer whose deliveries fail (nothing listens on port 1): delivery reports carry errors."""
     from confluent_kafka import Producer
 
-    from streams.commands.relay import producer_config
+    from commands.relay import producer_config
 
     producer: ProducerLike = Producer(producer_config("127.0.0.1:1", **{
         "delivery.timeout.ms": 2000, "log_level": 0}))
@@ -150,8 +150,8 @@ def test_contract_resend_after_a_crash_carries_the_same_ids(store_url: str,
 def test_relay_main_once_publishes_everything_recorded(kafka_bootstrap: str, topic: str, store_url: str) -> None:
     from dataclasses import replace
 
+    from commands.relay_main import main
     from config.settings import load
-    from streams.commands.relay_main import main
 
     service = OrderService.from_url(store_url)
     expected = record_stories(service, 4, "M")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from commands.avro_mapping import to_command
+from commands.order_service import OrderService
 from simulator.events import (
     MINUTE,
     T0,
@@ -28,8 +30,6 @@ from simulator.events import (
     picking_started,
     stock_checked,
 )
-from streams.commands.avro_mapping import to_command
-from streams.commands.order_service import OrderService
 
 Record = tuple[str, dict[str, Any]]
 

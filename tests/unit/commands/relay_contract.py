@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from commands.avro_mapping import to_avro
+from commands.order_service import OrderService
+from commands.relay import OutboxRelay, ProducerFactory, RelayDeliveryFailed
 from projections.order_state import fold_all
 from projections.timefmt import jsonable
 from schemas.codec import AvroCodec
-from streams.commands.avro_mapping import to_avro
-from streams.commands.order_service import OrderService
-from streams.commands.relay import OutboxRelay, ProducerFactory, RelayDeliveryFailed
 from tests.unit.commands.order_commands_kit import drive, record_stories
 
 CODEC = AvroCodec()

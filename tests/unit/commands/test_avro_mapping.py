@@ -10,14 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from commands.avro_mapping import MappingError, encode_checked, event_id, to_avro, to_command
+from commands.errors import CommandError, InvalidCommand
+from commands.order_service import OrderService
 from projections.order_state import fold_all
 from projections.timefmt import jsonable
 from schemas.codec import AvroCodec
 from schemas.errors import EncodeFailed
 from simulator.events import T0, order_story
-from streams.commands.avro_mapping import MappingError, encode_checked, event_id, to_avro, to_command
-from streams.commands.errors import CommandError, InvalidCommand
-from streams.commands.order_service import OrderService
 from tests.unit.commands.order_commands_kit import ENDINGS, PATHS, PAYLOADS, command_for, drive, status_of
 
 CODEC = AvroCodec()

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from commands.errors import CommandRejected, ConcurrentModification
+from commands.order_service import OrderService
 from simulator.events import T0
-from streams.commands.errors import CommandRejected, ConcurrentModification
-from streams.commands.order_service import OrderService
 from tests.unit.commands.order_commands_kit import command_for, drive, pause_after_load
 
 Outcome = tuple[str, str]  # (who, "ok" | error class name)

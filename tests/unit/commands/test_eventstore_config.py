@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.commands.eventstore_config import EventStoreConfigError, eventstore_env
+from commands.eventstore_config import EventStoreConfigError, eventstore_env
 
 
 def test_sqlite_absolute_and_relative_paths() -> None:

@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from commands.avro_mapping import ENVELOPE_FIELDS
+from commands.errors import CommandRejected, InvalidCommand
+from commands.order_aggregate import COMMANDS, ENVELOPE, EVENT_CLASSES, RECORD_TYPES, Order, order_uuid
+from commands.order_service import OrderService
 from projections.order_events import InvalidEvent
 from projections.order_status import IllegalTransition
 from schemas.catalog import CommittedCatalog
 from simulator.events import T0
-from streams.commands.avro_mapping import ENVELOPE_FIELDS
-from streams.commands.errors import CommandRejected, InvalidCommand
-from streams.commands.order_aggregate import COMMANDS, ENVELOPE, EVENT_CLASSES, RECORD_TYPES, Order, order_uuid
-from streams.commands.order_service import OrderService
 from tests.unit.commands.order_commands_kit import command_for
 
 

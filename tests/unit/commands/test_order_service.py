@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from commands.errors import CommandRejected, OrderAlreadyExists, OrderNotFound
+from commands.eventstore_config import eventstore_env
+from commands.order_service import OrderService
 from simulator.events import T0
-from streams.commands.errors import CommandRejected, OrderAlreadyExists, OrderNotFound
-from streams.commands.eventstore_config import eventstore_env
-from streams.commands.order_service import OrderService
 from tests.unit.commands.order_commands_kit import command_for, drive
 
 
@@ -43,7 +43,7 @@ def test_execute_rejects_unknown_commands() -> None:
 def test_service_methods_mirror_the_aggregate_commands() -> None:
     import inspect
 
-    from streams.commands.order_aggregate import COMMANDS, Order
+    from commands.order_aggregate import COMMANDS, Order
 
     for command in COMMANDS:
         service_params = list(inspect.signature(getattr(OrderService, command)).parameters.values())

@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Producer
 from eventsourcing.persistence import StoredEvent
 
-from streams.commands.order_service import OrderService
-from streams.commands.relay import OutboxRelay, RelayDeliveryFailed, RelayMappingFailed, producer_config
+from commands.order_service import OrderService
+from commands.relay import OutboxRelay, RelayDeliveryFailed, RelayMappingFailed, producer_config
 from tests.unit.commands import relay_contract as contract
 from tests.unit.commands.fake_kafka import FakeBroker, FakeProducer
 from tests.unit.commands.order_commands_kit import drive, record_stories

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from commands.errors import CommandRejected, OrderAlreadyExists, OrderNotFound
+from commands.order_aggregate import COMMANDS
+from commands.order_service import OrderService
 from projections.order_status import IllegalTransition
 from simulator.events import T0
-from streams.commands.errors import CommandRejected, OrderAlreadyExists, OrderNotFound
-from streams.commands.order_aggregate import COMMANDS
-from streams.commands.order_service import OrderService
 from tests.unit.commands.order_commands_kit import COMMAND_NAMES, PATHS, command_for, drive, status_of
 
 # situation -> {command: status after it}; every command not listed is refused.

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from commands.avro_mapping import to_avro
+from commands.eventstore_config import eventstore_env
+from commands.order_aggregate import order_uuid
+from commands.order_service import OrderService
 from simulator.traffic import Command, SimulationConfig, command_kwargs, event_log, simulate
-from streams.commands.avro_mapping import to_avro
-from streams.commands.eventstore_config import eventstore_env
-from streams.commands.order_aggregate import order_uuid
-from streams.commands.order_service import OrderService
 
 STORMY = SimulationConfig(seed=3, orders=80, gps_interval_s=60.0, sensor_interval_s=600.0, p_unpaid=0.05,
                           p_cancel=0.1, p_out_of_stock=0.05, p_accident=0.05, p_refused=0.1, p_damaged=0.1,

@@ -23,10 +23,10 @@ from typing import Any
 
 from fastavro.validation import ValidationError, validate
 
+from commands.order_aggregate import COMMANDS, RECORD_TYPES, Order, order_uuid, plain
 from projections.timefmt import jsonable, ms
 from schemas.codec import AvroCodec
 from schemas.errors import EncodeFailed
-from streams.commands.order_aggregate import COMMANDS, RECORD_TYPES, Order, order_uuid, plain
 
 # Fixed forever: event ids are uuid5(EVENT_NAMESPACE, f"{aggregate id}:{version}").
 EVENT_NAMESPACE = uuid.UUID("0f6c5b8e-5d0a-5c43-9c0e-6b75a1f0e002")

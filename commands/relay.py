@@ -32,11 +32,11 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import IntegrityError, Notification, Tracking, TrackingRecorder
 
+from commands.avro_mapping import encode_checked, to_avro
+from commands.order_service import OrderService
 from projections.timefmt import ms
 from schemas.codec import AvroCodec
 from schemas.topics import ORDER_EVENTS
-from streams.commands.avro_mapping import encode_checked, to_avro
-from streams.commands.order_service import OrderService
 from streams.sinks.kafka_output import idempotent_producer_config
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Run the order outbox relay (``kuailv relay``, or ``python -m streams.commands.relay_main``).
+"""Run the order outbox relay (``kuailv relay``, or ``python -m commands.relay_main``).
 
 Event store and Kafka come from ``config.settings``. SIGTERM/SIGINT stop it
 after the current pass; a SIGKILL is fine too: the next start re-sends the
@@ -14,12 +14,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from commands.eventstore_config import eventstore_env
+from commands.order_service import OrderService
+from commands.relay import OutboxRelay, kafka_producer_factory
 from config import settings as settings_mod
 from config.settings import Settings
 from schemas.topics import ORDER_EVENTS
-from streams.commands.eventstore_config import eventstore_env
-from streams.commands.order_service import OrderService
-from streams.commands.relay import OutboxRelay, kafka_producer_factory
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def main(settings: Settings, *, interval: float = 0.5, once: bool = False, topic
 
 
 def _cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.commands.relay_main", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m commands.relay_main", description=__doc__)
     parser.add_argument("--profile", default=None, help="settings profile (default: $KUAILV_PROFILE or dev)")
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--once", action="store_true")

@@ -23,10 +23,10 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
+from commands.errors import CommandRejected, InvalidCommand
 from projections.order_events import InvalidEvent, apply_event, validate
 from projections.order_status import COMMAND_EVENTS, TRANSITIONS, IllegalTransition, OrderStatus, next_status
 from projections.timefmt import ms
-from streams.commands.errors import CommandRejected, InvalidCommand
 
 Instant = int | datetime
 Payload = dict[str, Any]

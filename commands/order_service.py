@@ -21,20 +21,20 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment, EnvType
 
-from config import settings as settings_mod
-from projections.order_events import InvalidEvent
-from projections.order_status import IllegalTransition, next_status
-from schemas.codec import AvroCodec
-from schemas.errors import CodecError
-from streams.commands.avro_mapping import encode_checked, to_avro
-from streams.commands.errors import (
+from commands.avro_mapping import encode_checked, to_avro
+from commands.errors import (
     ConcurrentModification,
     InvalidCommand,
     OrderAlreadyExists,
     OrderNotFound,
 )
-from streams.commands.eventstore_config import eventstore_env, sqlite_path
-from streams.commands.order_aggregate import COMMANDS, DEFAULT_PRODUCER, Instant, Order, order_uuid
+from commands.eventstore_config import eventstore_env, sqlite_path
+from commands.order_aggregate import COMMANDS, DEFAULT_PRODUCER, Instant, Order, order_uuid
+from config import settings as settings_mod
+from projections.order_events import InvalidEvent
+from projections.order_status import IllegalTransition, next_status
+from schemas.codec import AvroCodec
+from schemas.errors import CodecError
 
 Line = Mapping[str, Any]
 Point = Mapping[str, Any]
