@@ -153,9 +153,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not s.api_secret:
         print("kuailv serve: KUAILV_API_SECRET is not set: tokens are signed with the local development key "
               "(fine on this machine, never in production)", file=sys.stderr)
-    print(f"kuailv serve: http://{host}:{port} (OpenAPI /openapi.json, index /docs), profile {s.profile}",
-          file=sys.stderr)
-    uvicorn.run(create_app(s, make_codec(s)), host=host, port=port, log_level=args.loglevel)
+    if bool(s.api_tls_cert) != bool(s.api_tls_key):
+        print("kuailv serve: set both KUAILV_API_TLS_CERT and KUAILV_API_TLS_KEY (or neither)", file=sys.stderr)
+        return 2
+    scheme = "https" if s.api_tls_cert else "http"
+    print(f"kuailv serve: {scheme}://{host}:{port} (OpenAPI /openapi.json, index /docs, GraphQL /graphql, "
+          f"WebSocket /ws, metrics /metrics), profile {s.profile}", file=sys.stderr)
+    options: dict[str, Any] = {"ssl_certfile": s.api_tls_cert, "ssl_keyfile": s.api_tls_key} if s.api_tls_cert else {}
+    if s.log_format == "json":
+        from service.observability import json_logging
+
+        options["log_config"] = json_logging(args.loglevel)
+    uvicorn.run(create_app(s, make_codec(s)), host=host, port=port, log_level=args.loglevel,
+                ws_max_queue=64, **options)
     return 0
 
 
@@ -229,6 +239,12 @@ def cmd_relay(args: argparse.Namespace) -> int:
     from commands.relay_main import main as relay_main
 
     return relay_main(settings_mod.load(args.profile), interval=args.interval, once=args.once)
+
+
+def cmd_webhooks_run(args: argparse.Namespace) -> int:
+    from webhooks.worker import run_webhooks
+
+    return run_webhooks(settings_mod.load(args.profile), args.loglevel)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -326,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--once", action="store_true", help="publish what is there and exit")
     rl.set_defaults(fn=cmd_relay)
 
+    wh = sub.add_parser("webhooks", help="webhook push delivery (docs/webhooks.md)")
+    wh_sub = wh.add_subparsers(dest="webhooks_command", required=True)
+    whr = wh_sub.add_parser("run", help="run the delivery worker: alerts and order changes -> signed webhooks "
+                                        "(subscriptions via the API)")
+    whr.add_argument("--loglevel", default="info")
+    whr.set_defaults(fn=cmd_webhooks_run)
+
     sm = sub.add_parser("simulate", help="drive seeded city traffic through the command side and Kafka")
     sm.add_argument("--orders", type=int, default=200)
     sm.add_argument("--seed", type=int, default=7)
@@ -342,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="print pipeline counters and orders per status")
     st.set_defaults(fn=cmd_stats)
+
+    from cli.audit import add_audit_commands
+
+    add_audit_commands(sub)  # kuailv audit run | verify | show | head
     return p
 
 

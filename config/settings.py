@@ -28,15 +28,34 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _PORTS = {
     "dev": {"kafka": 19092, "controller": 19093, "redis": 16379, "influx": 18086, "influx_rpc": 18088,
-            "postgres": 15432, "api": 18000},
+            "postgres": 15432, "api": 18000, "webhook_metrics": 18010},
     "test": {"kafka": 29092, "controller": 29093, "redis": 26379, "influx": 28086, "influx_rpc": 28088,
-             "postgres": 25432, "api": 28000},
+             "postgres": 25432, "api": 28000, "webhook_metrics": 28010},
 }
 
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Push delivery to webhook subscribers (``webhooks/``, ``kuailv webhooks run``; docs/webhooks.md)."""
+
+    store_url: str = "memory://"  # subscriptions + delivery outbox: sqlite:///path, postgresql://..., memory://
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 18010  # the delivery worker's /metrics (0: any free port, -1: none)
+    retry_first_s: float = 5.0  # ceiling of the first retry's delay; each next ceiling x retry_factor
+    retry_factor: float = 5.0
+    retry_max_s: float = 7200.0  # no retry ceiling above this
+    retry_window_s: float = 86400.0  # the ceilings add up to at most this: the last attempt's bound
+    timeout_s: float = 10.0  # one HTTP attempt (connect + send + answer)
+    concurrency: int = 16  # HTTP requests in flight per worker process
+    disable_after_failures: int = 20  # dead-lettered deliveries in a row that disable a subscription
+    disable_after_s: float = 5 * 86400.0  # ... or failing without a success for this long
+    rotation_grace_s: float = 86400.0  # a rotated secret still signs (second signature) this long
+    refresh_s: float = 1.0  # the worker re-reads the subscriptions at most this often
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,12 @@ class Settings:
     api_port: int = 18000
     api_secret: str = ""  # HS256 key of the API's tokens; "" = the local development key (service.auth)
     api_token_ttl_s: int = 12 * 3600
+    api_tls_cert: str = ""  # PEM certificate (chain) file: the API serves HTTPS/WSS when set, with api_tls_key
+    api_tls_key: str = ""
+    log_format: str = "text"  # "json": one JSON object per log line (service, delivery worker)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    audit_store: str = "memory://"  # the audit chains (audit/, docs/audit.md): sqlite:///path, postgresql://...
+    audit_hmac_keys: str = field(default="", repr=False)  # "id:secret,...": the first keys new audit entries
     topic_renames: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -116,7 +141,32 @@ def load(profile: str | None = None) -> Settings:
         api_port=int(_env("KUAILV_API_PORT", str(ports["api"]))),
         api_secret=os.environ.get("KUAILV_API_SECRET", ""),
         api_token_ttl_s=int(_env("KUAILV_API_TOKEN_TTL_S", str(12 * 3600))),
+        api_tls_cert=os.environ.get("KUAILV_API_TLS_CERT", ""),
+        api_tls_key=os.environ.get("KUAILV_API_TLS_KEY", ""),
+        log_format=_env("KUAILV_LOG_FORMAT", "text"),
+        webhooks=_webhooks(state_dir / profile, ports["webhook_metrics"]),
+        audit_store=_env("KUAILV_AUDIT_STORE", f"sqlite:///{state_dir / profile / 'audit.sqlite'}"),
+        audit_hmac_keys=os.environ.get("KUAILV_AUDIT_HMAC_KEYS", ""),
         topic_renames=_renames(os.environ.get("KUAILV_TOPIC_RENAMES", "")),
+    )
+
+
+def _webhooks(stack_dir: Path, metrics_port: int) -> WebhookSettings:
+    w = WebhookSettings()
+    return WebhookSettings(
+        store_url=_env("KUAILV_WEBHOOK_STORE", f"sqlite:///{stack_dir / 'webhooks.sqlite'}"),
+        metrics_host=_env("KUAILV_WEBHOOK_METRICS_HOST", w.metrics_host),
+        metrics_port=int(_env("KUAILV_WEBHOOK_METRICS_PORT", str(metrics_port))),
+        retry_first_s=float(_env("KUAILV_WEBHOOK_RETRY_FIRST_S", str(w.retry_first_s))),
+        retry_factor=float(_env("KUAILV_WEBHOOK_RETRY_FACTOR", str(w.retry_factor))),
+        retry_max_s=float(_env("KUAILV_WEBHOOK_RETRY_MAX_S", str(w.retry_max_s))),
+        retry_window_s=float(_env("KUAILV_WEBHOOK_RETRY_WINDOW_S", str(w.retry_window_s))),
+        timeout_s=float(_env("KUAILV_WEBHOOK_TIMEOUT_S", str(w.timeout_s))),
+        concurrency=int(_env("KUAILV_WEBHOOK_CONCURRENCY", str(w.concurrency))),
+        disable_after_failures=int(_env("KUAILV_WEBHOOK_DISABLE_AFTER_FAILURES", str(w.disable_after_failures))),
+        disable_after_s=float(_env("KUAILV_WEBHOOK_DISABLE_AFTER_S", str(w.disable_after_s))),
+        rotation_grace_s=float(_env("KUAILV_WEBHOOK_ROTATION_GRACE_S", str(w.rotation_grace_s))),
+        refresh_s=float(_env("KUAILV_WEBHOOK_REFRESH_S", str(w.refresh_s))),
     )
 
 

@@ -198,6 +198,18 @@ def _load(loads: dict[str, list[list[Any]]], v: Mapping[str, Any]) -> None:
     loads[v["vehicle_id"]] = keep or history[-1:]
 
 
+def driver_load(state: Mapping[str, Any] | None, driver_id: str) -> dict[str, Any] | None:
+    """What the driver carries as of their newest status in the fleet state: ``at`` (event time),
+    ``vehicle_id``, ``load_kg`` (orders on board, not yet delivered) and ``order_ids`` (on the van then);
+    None for a driver the fleet view has not heard of."""
+    d = None if state is None else (state.get("drivers") or {}).get(driver_id)
+    if state is None or d is None:
+        return None
+    _, _, at, load_kg = d["fix"]
+    return {"driver_id": driver_id, "vehicle_id": d["vehicle"], "at": at, "load_kg": load_kg,
+            "order_ids": list(_on_board(state.get("loads") or {}, d["vehicle"], at))}
+
+
 def _on_board(loads: Mapping[str, list[list[Any]]], vehicle: str, at: int) -> list[str]:
     orders: list[str] = []
     for when, on in loads.get(vehicle, []):

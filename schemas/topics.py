@@ -140,8 +140,20 @@ REDISPATCH_SUGGESTIONS = TopicSpec(
         "nearest available driver with room, distance, new ETA and why the others were passed over.",
 )
 
+WEBHOOK_DEAD_LETTERS = TopicSpec(
+    name="kuailv.webhook-dead-letters.v1",
+    key="delivery_id",
+    partitions=3,
+    records=("WebhookDeadLetter",),
+    config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
+    doc="Webhook deliveries given up after the last attempt (or on 410 Gone, or when their subscription was "
+        "disabled), keyed by delivery id (the webhook-id): the subscription, the source position, the last status "
+        "or error, the attempts and the body. 30 days.",
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_EVENTS, GPS, SENSORS, ORDER_STATE, DEAD_LETTERS, VAN_ORDERS,
-                                     GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS, FLEET, REDISPATCH_SUGGESTIONS)
+                                     GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS, FLEET, REDISPATCH_SUGGESTIONS,
+                                     WEBHOOK_DEAD_LETTERS)
 
 
 def topic_for_record(record_name: str) -> TopicSpec:

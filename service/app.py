@@ -15,24 +15,20 @@ import html
 import logging
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from config.settings import Settings
 from projections.order_status import OrderStatus
-from service import orders
+from service import models, orders
 from service.auth import AuthError, Principal, verify
-from service.policy import (
-    Access,
-    command_access,
-    list_scope,
-    may_list_all_alerts,
-    may_read_driver,
-    order_access,
-    redact,
-)
-from streams import queries
+from service.graphql_api import graphql_router
+from service.models import READ_ERRORS
+from service.policy import Access, command_access
+from service.reads import MAX_ALERTS, ReadError, Reads
+from service.track import MAX_POINTS
+from service.webhook_routes import webhook_router
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +79,12 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
             raise HTTPException(status_code=401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
 
     Caller = Annotated[Principal, Depends(caller)]
+    app.include_router(webhook_router(settings, caller))  # webhook subscriptions (operators)
+    reads = Reads(settings, codec)
 
-    def readable_order(who: Principal, order_id: str) -> dict[str, Any]:
-        doc = orders.order(settings, codec, order_id)
-        if doc is None:
-            raise HTTPException(status_code=404, detail=f"order {order_id} is neither in Redis nor on "
-                                                        f"{orders.ORDER_EVENTS.name}")
-        _deny(order_access(who, doc))
-        return redact(who, doc)
+    @app.exception_handler(ReadError)
+    def read_error(_: Request, exc: ReadError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
@@ -105,56 +99,45 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
             raise HTTPException(status_code=503, detail={k: why for k, (ok, why) in checks.items() if not ok})
         return {"status": "ready", "checks": {k: "ok" for k in checks}}
 
-    @app.get("/orders/{order_id}", tags=["orders"])
+    read = {"responses": READ_ERRORS, "response_model_exclude_unset": True}
+
+    @app.get("/orders/{order_id}", tags=["orders"], response_model=models.Order, **read)
     def get_order(order_id: str, who: Caller) -> dict[str, Any]:
         """The order as the seed's scenario 1 shows it (status, driver, items, stages, ETA, alerts)."""
-        return readable_order(who, order_id)
+        return reads.order(who, order_id)
 
-    @app.get("/orders", tags=["orders"])
+    @app.get("/orders", tags=["orders"], response_model=models.OrderList, **read)
     def list_orders(who: Caller, status: OrderStatus | None = None, customer: str | None = None,
-                    driver: str | None = None, cursor: str | None = None,
+                    driver: str | None = None, warehouse: str | None = None, cursor: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=orders.MAX_PAGE)] = 50) -> dict[str, Any]:
-        """Orders by status, customer and/or driver (the indexes intersected), in id order; nextCursor pages on."""
-        scope, access = list_scope(who, status.value if status else None, customer, driver)
-        _deny(access)
-        if not any(scope.get(k) for k in ("status", "customer", "driver")):
-            raise HTTPException(status_code=422, detail="give status, customer or driver")
-        ids = orders.matching_ids(settings, scope)
-        try:
-            chosen, nxt = orders.page(ids, cursor, limit)
-        except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        items = [d for d in (queries.order_document(settings, oid) for oid in chosen) if d is not None]
-        if scope.get("warehouse"):  # no warehouse index: a page of staff may hold fewer than ``limit``
-            items = [d for d in items if d["warehouseId"] == scope["warehouse"]]
-        return {"orders": [redact(who, d) for d in items], "nextCursor": nxt}
+        """Orders by status, customer, driver and/or warehouse (the indexes intersected), in id order; nextCursor
+        pages on."""
+        return reads.orders(who, status=status.value if status else None, customer=customer, driver=driver,
+                            warehouse=warehouse, cursor=cursor, limit=limit)
 
-    @app.get("/orders/{order_id}/alerts", tags=["alerts"])
+    @app.get("/orders/{order_id}/alerts", tags=["alerts"], response_model=models.Alerts, **read)
     def order_alerts(order_id: str, who: Caller) -> dict[str, Any]:
         """The order's open alerts (same access as the order)."""
-        readable_order(who, order_id)
-        return {"alerts": queries.alert_listing(settings, order_id=order_id)}
+        return {"alerts": reads.order_alerts(who, order_id)}
 
-    @app.get("/alerts", tags=["alerts"])
+    @app.get("/orders/{order_id}/track", tags=["orders"], response_model=models.Track, **read)
+    def order_track(order_id: str, who: Caller,
+                    limit: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 1000) -> dict[str, Any]:
+        """The order's GPS track (its driver, dispatch to delivery or now), evenly thinned to limit points."""
+        return reads.track(who, order_id, limit)
+
+    @app.get("/alerts", tags=["alerts"], response_model=models.Alerts, **read)
     def alerts(who: Caller, open: bool = True,
-               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+               limit: Annotated[int, Query(ge=1, le=MAX_ALERTS)] = 100) -> dict[str, Any]:
         """Open (or all) alerts, newest first: operators and customer service."""
-        _deny(may_list_all_alerts(who))
-        return {"alerts": queries.alert_listing(settings, open_only=open, limit=limit)}
+        return {"alerts": reads.alerts(who, open_only=open, limit=limit)}
 
-    @app.get("/drivers/{driver_id}/position", tags=["drivers"])
+    @app.get("/drivers/{driver_id}/position", tags=["drivers"], response_model=models.DriverPosition, **read)
     def driver_position(driver_id: str, who: Caller) -> dict[str, Any]:
-        """The driver's newest GPS fix."""
-        own = frozenset()
-        if who.role in ("merchant", "customer") and who.tenant:
-            own = frozenset(d.get("driverInfo", {}).get("driverId") for d in
-                            (queries.order_document(settings, o) for o in
-                             queries.order_ids(settings, customer=who.tenant)) if d and d.get("driverInfo"))
-        _deny(may_read_driver(who, driver_id, own))
-        position = queries.driver_position(settings, driver_id)
-        if position is None:
-            raise HTTPException(status_code=404, detail=f"no position of driver {driver_id} yet")
-        return position
+        """The driver's newest GPS fix and what the van carries (weight, orders on board)."""
+        return reads.driver_position(who, driver_id)
+
+    app.include_router(graphql_router(reads, caller))
 
     commands = _Commands(settings)
 
@@ -195,6 +178,13 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
                   for ln in view.get("lines") or []])
         return command(who, order_id, "deliver", receiver_name=body.receiver_name, signature_ref=body.signature_ref,
                        location=body.location.model_dump(), photo_ref=body.photo_ref, lines=lines)
+
+    from service.live_routes import live_router
+    from service.observability import RequestMetrics, metrics_router
+
+    app.include_router(live_router(settings, codec))
+    app.include_router(metrics_router(settings))
+    app.add_middleware(RequestMetrics)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> str:

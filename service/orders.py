@@ -56,10 +56,10 @@ def rebuild_from_log(settings: Settings, codec: Any, order_id: str) -> dict[str,
 
 
 def matching_ids(settings: Settings, scope: Mapping[str, str | None]) -> set[str]:
-    """The ids every given index agrees on (status, customer, driver: the Redis index sets, intersected),
-    so a page is cut from the matching orders, not filtered after it."""
+    """The ids every given index agrees on (status, customer, driver, warehouse: the Redis index sets,
+    intersected), so a page is cut from the matching orders, not filtered after it."""
     sets = [queries.order_ids(settings, **{k: v}) for k, v in scope.items()
-            if k in ("status", "customer", "driver") and v]
+            if k in ("status", "customer", "driver", "warehouse") and v]
     return set.intersection(*sets) if sets else set()
 
 

@@ -2,16 +2,18 @@
 
 Roles (seed: multi-role permissions) and their scope:
 
-| role | orders | contact data | alerts | driver positions |
-|---|---|---|---|---|
-| ``operator`` | all | yes | all | all |
-| ``customer_service`` | all | yes | all | all |
-| ``merchant``, ``customer`` | their customer id's | yes | their orders' | their orders' drivers |
-| ``driver`` | assigned to them now | yes (to deliver) | their orders' | their own |
-| ``warehouse_staff`` | picked in their warehouse | **no** (removed) | their orders' | none |
+| role | orders | contact data | alerts | driver positions, loads | GPS tracks |
+|---|---|---|---|---|---|
+| ``operator`` | all | yes | all | all | all |
+| ``customer_service`` | all | yes | all | all | all |
+| ``merchant``, ``customer`` | their customer id's | yes | their orders' | their orders' drivers | their orders' |
+| ``driver`` | assigned to them now | yes (to deliver) | their orders' | their own | their orders' |
+| ``warehouse_staff`` | picked in their warehouse | **no** (removed) | their orders' (no location) | none | none |
 
 Every read goes through ``order_access`` (one order), ``list_scope`` (order lists) or the
 ``may_*`` functions; a denial says why. Cross-tenant reads are denied, never filtered silently.
+REST (``service.app``) and GraphQL (``service.graphql_api``) both read through ``service.reads``,
+which asks these functions: there is no second policy.
 """
 
 from __future__ import annotations
@@ -77,24 +79,26 @@ def redact(caller: Caller, order: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def list_scope(caller: Caller, status: str | None, customer: str | None, driver: str | None
-               ) -> tuple[dict[str, str | None], Access]:
-    """The index an order list may use for ``caller`` (a scoped role is pinned to its tenant; asking
-    for another tenant is a denial, not an empty list)."""
-    asked = {"status": status, "customer": customer, "driver": driver}
+def list_scope(caller: Caller, status: str | None, customer: str | None, driver: str | None,
+               warehouse: str | None = None) -> tuple[dict[str, str | None], Access]:
+    """The indexes an order list may use for ``caller`` (a scoped role is pinned to its tenant; asking
+    for another tenant is a denial, not an empty list). Listing by warehouse: operators and customer
+    service any, warehouse staff their own, nobody else."""
+    asked = {"status": status, "customer": customer, "driver": driver, "warehouse": warehouse}
     if caller.role in EVERYTHING:
         return asked, ALLOW
     if caller.role in ("merchant", "customer"):
-        if customer not in (None, caller.tenant) or driver is not None:
+        if customer not in (None, caller.tenant) or driver is not None or warehouse is not None:
             return asked, Access(False, f"a {caller.role} lists only customer {caller.tenant}'s orders")
-        return {"status": status, "customer": caller.tenant, "driver": None}, ALLOW
+        return {"status": status, "customer": caller.tenant, "driver": None, "warehouse": None}, ALLOW
     if caller.role == "driver":
-        if driver not in (None, caller.tenant) or customer is not None:
+        if driver not in (None, caller.tenant) or customer is not None or warehouse is not None:
             return asked, Access(False, f"a driver lists only their own orders ({caller.tenant})")
-        return {"status": status, "customer": None, "driver": caller.tenant}, ALLOW
+        return {"status": status, "customer": None, "driver": caller.tenant, "warehouse": None}, ALLOW
     if caller.role == "warehouse_staff":
-        if customer is not None or driver is not None or status is None:
-            return asked, Access(False, "warehouse staff list orders by status (of their warehouse only)")
+        if customer is not None or driver is not None or warehouse not in (None, caller.tenant):
+            return asked, Access(False, f"warehouse staff list only warehouse {caller.tenant}'s orders "
+                                        "(by status, or all of them)")
         return {"status": status, "customer": None, "driver": None, "warehouse": caller.tenant}, ALLOW
     return asked, Access(False, f"unknown role {caller.role}")
 
@@ -106,13 +110,37 @@ def may_list_all_alerts(caller: Caller) -> Access:
 
 
 def may_read_driver(caller: Caller, driver_id: str, drivers_of_own_orders: frozenset[str] = frozenset()) -> Access:
-    """A driver's live position: operators and customer service, the driver, and a merchant/customer whose
-    order that driver is carrying."""
+    """A driver's live position and load: operators and customer service, the driver, and a merchant/customer
+    whose order that driver is carrying."""
     if caller.role in EVERYTHING or (caller.role == "driver" and caller.tenant == driver_id):
         return ALLOW
     if caller.role in ("merchant", "customer") and driver_id in drivers_of_own_orders:
         return ALLOW
     return Access(False, f"a {caller.role} may not see driver {driver_id}'s position")
+
+
+def visible_load(caller: Caller, load: dict[str, Any], own_orders: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A driver's load (``projections.fleet.driver_load``) as ``caller`` may see it: the weight and the count
+    for whoever may read the driver; the ids of the orders on board only for operators, customer service
+    and the driver; a merchant/customer sees their own among them (``own_orders``), never another's."""
+    if caller.role in EVERYTHING or caller.role == "driver":
+        return load
+    return {**load, "order_ids": [o for o in load["order_ids"] if o in own_orders]}
+
+
+def may_read_track(caller: Caller, order: Mapping[str, Any]) -> Access:
+    """An order's GPS track: whoever may read the order, except warehouse staff (drivers' location data)."""
+    if caller.role == "warehouse_staff":
+        return Access(False, f"warehouse staff get no GPS track (order {order.get('orderId')}: drivers' "
+                             "location data)")
+    return order_access(caller, order)
+
+
+def redact_alert(caller: Caller, alert: dict[str, Any]) -> dict[str, Any]:
+    """An alert as ``caller`` may see it: warehouse staff get no location (where the van was)."""
+    if caller.role != "warehouse_staff" or alert.get("location") is None:
+        return alert
+    return {**alert, "location": None}
 
 
 # commands through the API -> the command side (the order aggregate decides; this only says who may ask)
@@ -130,3 +158,39 @@ def command_access(caller: Caller, command: str, order: Mapping[str, Any]) -> Ac
     if command not in COMMANDS_BY_ROLE.get(caller.role, frozenset()):
         return Access(False, f"a {caller.role} may not {command.replace('_', ' ')}")
     return order_access(caller, order)
+
+
+# the live feed (WebSocket): who may subscribe to what, and which changes reach them
+_INTEREST_OF_ROLE = {"merchant": "customer", "customer": "customer", "driver": "driver",
+                     "warehouse_staff": "warehouse"}
+
+
+def subscription_access(caller: Caller, kind: str, key: str | None) -> Access:
+    """May ``caller`` subscribe to ``kind`` (customer / driver / warehouse / alerts; one order is checked with
+    ``order_access`` on the order itself)? A scoped role subscribes to its own tenant only."""
+    if caller.role in EVERYTHING:
+        return ALLOW
+    if kind == "alerts":
+        return may_list_all_alerts(caller)
+    if _INTEREST_OF_ROLE.get(caller.role) == kind and key == caller.tenant:
+        return ALLOW
+    return Access(False, f"a {caller.role} ({TENANT_CLAIM.get(caller.role, 'tenant')} {caller.tenant}) "
+                         f"may not follow {kind} {key}")
+
+
+def change_visible(caller: Caller, customer_id: str | None, driver_id: str | None,
+                   warehouse_id: str | None) -> bool:
+    """Does one change (an order's new state, an alert, a tracking record) belong to ``caller``? Checked on
+    every change sent, so an order reassigned to another driver stops reaching the first one."""
+    if caller.role in EVERYTHING:
+        return True
+    owner = {"merchant": customer_id, "customer": customer_id, "driver": driver_id,
+             "warehouse_staff": warehouse_id}.get(caller.role)
+    return owner is not None and owner == caller.tenant
+
+
+def may_manage_subscriptions(caller: Caller) -> Access:
+    """Webhook subscriptions (create, list, pause, resume, delete, rotate, their deliveries): operators only."""
+    if caller.role == "operator":
+        return ALLOW
+    return Access(False, f"a {caller.role} may not manage webhook subscriptions (operators only)")

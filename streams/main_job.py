@@ -22,6 +22,7 @@ from pathlib import Path
 from config.settings import Settings
 from schemas.topics import FLEET, GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
 from streams.kafka_lag import end_offsets, group_lag
+from streams.live_probe import LiveProbe
 from streams.queries import (
     KINDS,
     alert_listing,
@@ -90,10 +91,13 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     procs = [_spawn(["worker", "--loglevel", "warning"], settings, f"worker-{i}.log") for i in range(workers)]
     procs.append(_spawn(["relay", "--interval", "0.2"], settings, "relay.log"))
     procs.append(_spawn(["serve"], settings, "api.log"))
-    print(f"started {workers} worker(s), the outbox relay and the API on http://{settings.api_host}:{settings.api_port}"
+    procs.append(_spawn(["webhooks", "run", "--loglevel", "warning"], settings, "webhooks.log"))
+    print(f"started {workers} worker(s), the outbox relay, the webhook delivery worker and the API on "
+          f"http://{settings.api_host}:{settings.api_port}"
           f" (kuailv serve); logs in {settings.stack_dir / 'logs'}")
     start_ends = sum(end_offsets(settings.kafka_bootstrap, [ORDER_EVENTS.name]).values())
     base = progress(settings)
+    live = LiveProbe(settings).start()
     sim = SimulationProgress()
     stop = threading.Event()
     t0 = time.monotonic()
@@ -105,7 +109,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         sim_thread.start()
         prev_count, prev_t = 0, time.monotonic()
         caught_up = False
-        api_line = ""
+        api_line = webhook_line = live_line = ""
         deadline: float | None = None
         while True:
             time.sleep(1.0)
@@ -128,6 +132,8 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
                         for suffix, topics in GROUPS):
                     caught_up = True
                     api_line, api_ok = _probe_api(settings, sim.order_ids)
+                    webhook_line = _probe_webhooks(settings)
+                    live_line = live.stop()
                     if not api_ok:
                         failed = api_line
                     break
@@ -138,6 +144,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         failed = "interrupted"
         stop.set()
     finally:
+        live.stop()
         _stop(procs)
     elapsed = time.monotonic() - t0
     stats = progress(settings)
@@ -149,6 +156,8 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     print(f"orders on this stack now, by status: {json.dumps(stats['by_status'], sort_keys=True)}")
     if caught_up:
         print(api_line)
+        print(webhook_line)
+        print(live_line)
     open_alerts = alert_listing(settings, open_only=True, limit=8)
     if open_alerts:
         print(f"\n$ kuailv alerts --open   ({stats['open_alerts']} open; newest {len(open_alerts)})")
@@ -196,6 +205,47 @@ def _probe_api(settings: Settings, order_ids: list[str]) -> tuple[str, bool]:
         except OSError:
             time.sleep(0.5)
     return f"API: nothing listening at {url} (see {settings.stack_dir / 'logs' / 'api.log'})", False
+
+
+def _probe_webhooks(settings: Settings, wait_s: float = 60.0) -> str:
+    """What the delivery worker did this run: its group caught up on the alert and order-state topics, the
+    subscriptions it serves, its delivery counters (from its own /metrics)."""
+    import urllib.request
+
+    from schemas.topics import ALERTS, ORDER_STATE
+    from webhooks.store import WebhookStore
+    from webhooks.worker import group_of
+
+    group, topics = group_of(settings), [ALERTS.name, ORDER_STATE.name]
+    deadline = time.monotonic() + wait_s
+    while (lag := group_lag(settings.kafka_bootstrap, group, topics)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    store = WebhookStore.from_url(settings.webhooks.store_url)
+    try:
+        counts = store.counts()
+    finally:
+        store.close()
+    w = settings.webhooks
+    url = f"http://{w.metrics_host}:{w.metrics_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        sent = {o: _counter(text, f'kuailv_webhook_deliveries_total{{outcome="{o}"}}')
+                for o in ("delivered", "failed", "timeout")}
+        attempts = f"{sent['delivered']:.0f} delivered, {sent['failed'] + sent['timeout']:.0f} failed attempts"
+    except OSError as exc:
+        attempts = f"metrics not read ({url}: {exc})"
+    return (f"webhooks: delivery worker ran (group {group}, lag {lag} on {' + '.join(topics)}); "
+            f"{counts.get('subscriptions.active', 0)} active subscription(s); this run: {attempts}; outbox "
+            f"{counts.get('deliveries.pending', 0)} pending, {counts.get('deliveries.dead', 0)} dead letters "
+            f"(store {store.describe})")
+
+
+def _counter(metrics_text: str, name: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _pick_example(settings: Settings, order_ids: list[str]) -> dict | None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from projections.fleet import driver_load
+
 WEEK_S = 7 * 86_400
 RECENT = 1_000
 
@@ -35,6 +37,11 @@ class RedisFleet:
     def save(self, states: Iterable[tuple[str, dict[str, Any]]], pipe: Any) -> None:
         for _, state in states:  # one key: the fleet
             pipe.set(self.state_key(), orjson.dumps(state))
+
+    def driver_load(self, driver_id: str) -> dict[str, Any] | None:
+        """The driver's load as of their newest status (``projections.fleet.driver_load``), or None."""
+        raw = self.client.get(self.state_key())
+        return None if raw is None else driver_load(orjson.loads(raw), driver_id)
 
     def suggestion_key(self, order_id: str) -> str:
         return f"{self._p}:redispatch:{order_id}"

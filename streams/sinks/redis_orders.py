@@ -4,10 +4,12 @@ Layout (prefix ``kuailv`` by default)::
 
     {p}:order:{order_id}            hash  projection (the framed Avro OrderState: the very bytes
                                           published on kuailv.order-state.v1), fold (the rest of the
-                                          fold state, JSON), applied, pending, status, customer, driver
+                                          fold state, JSON), applied, pending, status, customer, driver,
+                                          warehouse
     {p}:orders:by-status:{STATUS}   set of order ids
     {p}:orders:by-customer:{id}     set of order ids
     {p}:orders:by-driver:{id}       set of order ids (current driver only)
+    {p}:orders:by-warehouse:{id}    set of order ids (the fulfilling warehouse)
 
 A batch's writes are ONE Lua call (``EVALSHA``, packed by hiredis): per order it refuses to
 replace a newer state with an older one (compare applied version, then pending count), so a
@@ -34,19 +36,20 @@ from schemas.codec import AvroCodec
 _UPSERT_MANY = """
 local p = ARGV[1]
 local refused = {}
-for i = 2, #ARGV, 8 do
+for i = 2, #ARGV, 9 do
   local id, applied, pend = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local k = p .. ':order:' .. id
-  local cur = redis.call('HMGET', k, 'applied', 'pending', 'status', 'customer', 'driver')
+  local cur = redis.call('HMGET', k, 'applied', 'pending', 'status', 'customer', 'driver', 'warehouse')
   local c = tonumber(cur[1])
   if c and (c > applied or (c == applied and tonumber(cur[2] or '0') > pend)) then
     refused[#refused + 1] = id
   elseif ARGV[i + 4] == '' then
     redis.call('HSET', k, 'applied', ARGV[i + 1], 'pending', ARGV[i + 2], 'fold', ARGV[i + 3])
   else
-    local status, customer, driver = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+    local status, customer, driver, warehouse = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
     redis.call('HSET', k, 'applied', ARGV[i + 1], 'pending', ARGV[i + 2], 'fold', ARGV[i + 3],
-               'projection', ARGV[i + 4], 'status', status, 'customer', customer, 'driver', driver)
+               'projection', ARGV[i + 4], 'status', status, 'customer', customer, 'driver', driver,
+               'warehouse', warehouse)
     if cur[3] ~= status then
       if cur[3] then redis.call('SREM', p .. ':orders:by-status:' .. cur[3], id) end
       redis.call('SADD', p .. ':orders:by-status:' .. status, id)
@@ -55,6 +58,10 @@ for i = 2, #ARGV, 8 do
     if cur[5] ~= driver then
       if cur[5] and cur[5] ~= '' then redis.call('SREM', p .. ':orders:by-driver:' .. cur[5], id) end
       if driver ~= '' then redis.call('SADD', p .. ':orders:by-driver:' .. driver, id) end
+    end
+    if cur[6] ~= warehouse then
+      if cur[6] and cur[6] ~= '' then redis.call('SREM', p .. ':orders:by-warehouse:' .. cur[6], id) end
+      redis.call('SADD', p .. ':orders:by-warehouse:' .. warehouse, id)
     end
   end
 end
@@ -75,14 +82,14 @@ def dumps(value: Any) -> bytes:
 
 
 def write_args(w: OrderWrite) -> list[Any]:
-    """The eight script arguments of one order."""
+    """The nine script arguments of one order."""
     state = w.state
     view = state["view"]
     if w.projection is None or view is None:
-        return [w.order_id, state["applied"], len(state["pending"]), dumps(bookkeeping(state)), b"", "", "", ""]
+        return [w.order_id, state["applied"], len(state["pending"]), dumps(bookkeeping(state)), b"", "", "", "", ""]
     driver = view["driver"]
     return [w.order_id, state["applied"], len(state["pending"]), dumps(bookkeeping(state)), w.projection,
-            view["status"], view["customer_id"], driver["driver_id"] if driver else ""]
+            view["status"], view["customer_id"], driver["driver_id"] if driver else "", view["warehouse_id"]]
 
 
 class RedisOrderStore:
@@ -143,15 +150,18 @@ class RedisOrderStore:
         return None if v is None else public_view(v)
 
     def order_ids(self, *, status: str | None = None, customer: str | None = None,
-                  driver: str | None = None) -> set[str]:
+                  driver: str | None = None, warehouse: str | None = None) -> set[str]:
+        """The ids of ONE index (the first given of status, customer, driver, warehouse)."""
         if status:
             key = f"{self._p}:orders:by-status:{status}"
         elif customer:
             key = f"{self._p}:orders:by-customer:{customer}"
         elif driver:
             key = f"{self._p}:orders:by-driver:{driver}"
+        elif warehouse:
+            key = f"{self._p}:orders:by-warehouse:{warehouse}"
         else:
-            raise ValueError("give status, customer or driver")
+            raise ValueError("give status, customer, driver or warehouse")
         return {m.decode() if isinstance(m, bytes) else m for m in self._r.smembers(key)}
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from projections.order_state import State, fold_all
 from projections.order_view import public_view
 from schemas.codec import AvroCodec
-from simulator.events import T0, Event, order_story
+from simulator.events import T0, WAREHOUSE, Event, order_story
 from streams.sinks.redis_orders import OrderWrite
 
 
@@ -83,6 +83,7 @@ def contract_save_load_round_trip(h: StoreHarness) -> None:
     assert h.orders.order_ids(status="CANCELLED") == {"O-RT-2"}
     assert h.orders.order_ids(customer="CUST-0001") == {"O-RT-1", "O-RT-2"}
     assert h.orders.order_ids(driver="DRV-001") == {"O-RT-1"}
+    assert h.orders.order_ids(warehouse=WAREHOUSE["id"]) == {"O-RT-1", "O-RT-2"}
     assert h.orders.save([]) == []
 
 
@@ -182,12 +183,30 @@ def contract_view_absent_while_only_pending(h: StoreHarness) -> None:
     assert h.orders.load([oid]) == {oid: only_pending}
     assert h.orders.view(oid) is None
     assert h.orders.order_ids(customer="CUST-0001") == set()
+    assert h.orders.order_ids(warehouse=WAREHOUSE["id"]) == set()
     assert h.orders.order_ids(status="PAID") == set()
     assert h.orders.order_ids(status="CREATED") == set()
     closed = state_of([story[1], story[0]])  # v1 arrives, drains v2
     h.orders.save([write_of(closed)])
     assert (h.orders.view(oid))["status"] == "PAID"
     assert h.orders.order_ids(status="PAID") == {oid}
+    assert h.orders.order_ids(warehouse=WAREHOUSE["id"]) == {oid}
+
+
+def contract_warehouse_index_holds_each_order_once_through_its_life(h: StoreHarness) -> None:
+    a, b = "O-WH-A", "O-WH-B"
+    other = [(t, {**e, "warehouse_id": "WH-OTHER"} if t == "OrderCreated" else e)
+             for t, e in order_story(b, ending="redispatched")]
+    assert h.orders.order_ids(warehouse=WAREHOUSE["id"]) == set()
+    for state in prefixes(order_story(a)):
+        h.orders.save([write_of(state)])
+        assert h.orders.order_ids(warehouse=WAREHOUSE["id"]) == {a}, state["view"]["status"]
+    for state in prefixes(other):  # re-dispatched to another driver: the warehouse stays
+        h.orders.save([write_of(state)])
+    assert h.orders.order_ids(warehouse="WH-OTHER") == {b}
+    assert h.orders.order_ids(warehouse=WAREHOUSE["id"]) == {a}
+    h.orders.save([write_of(prefixes(order_story(a))[2])])  # a stale write is refused: nothing moves
+    assert h.orders.order_ids(warehouse=WAREHOUSE["id"]) == {a}
 
 
 # --- driver positions ----------------------------------------------------------------------------
@@ -228,6 +247,7 @@ CONTRACTS: list[Contract] = [
     contract_status_index_moves_on_status_change,
     contract_driver_index_moves_on_redispatch,
     contract_view_absent_while_only_pending,
+    contract_warehouse_index_holds_each_order_once_through_its_life,
     contract_positions_newest_wins,
     contract_polar_latitude_is_stored,
 ]

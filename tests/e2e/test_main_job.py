@@ -4,6 +4,7 @@ relay and simulator as a user runs them, live progress, an order printed."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -28,6 +29,10 @@ def test_main_job_runs_the_simulated_city_end_to_end(stack: Settings) -> None:
     assert "simulated 40 orders" in run.stdout
     api = [line for line in run.stdout.splitlines() if line.startswith("API: GET ")]
     assert api and "-> 200 in" in api[0], api  # the service people use answered, with a token
+    hooks = [line for line in run.stdout.splitlines() if line.startswith("webhooks: delivery worker ran")]
+    assert hooks, run.stdout[-2000:]  # the webhook delivery worker ran beside the workers and reported
+    live = re.search(r"^live feed: (\d+) alert changes pushed over /ws", run.stdout, re.M)
+    assert live and int(live.group(1)) > 0, run.stdout[-2000:]  # alerts reached a WebSocket client as they opened
     doc_text = run.stdout.split("$ kuailv order ", 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]
     doc = json.loads(doc_text)
     assert {"orderId", "status", "driverInfo", "eta", "items"} <= doc.keys()

@@ -1,5 +1,6 @@
 """The query API (``kuailv serve``) against the real stack: orders projected by the real worker, read over
-real HTTP with tokens of every role; an order missing from Redis is rebuilt from the log.
+real HTTP with tokens of every role; an order missing from Redis is rebuilt from the log. Every REST answer is
+checked against the app's OpenAPI document (``api_harness.ApiClient``).
 
 Three orders on private topics: KLAPI..A (customer CUST-A, signed by DRV-001), ..B (customer CUST-B,
 re-dispatched to another driver), ..C (CUST-A; its Redis hash is deleted after projection, so the API
@@ -8,12 +9,6 @@ must rebuild it from kuailv.order-events.v1).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,9 +20,10 @@ from config.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.topics import DEAD_LETTERS, FLEET, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 from service.auth import issue
-from simulator.events import T0, order_story
+from simulator.events import WAREHOUSE
+from tests.integration.api_harness import SECRET, ApiClient, serve, story
 from tests.integration.kafka_helpers import SyncProducer, delete_topics, private_topics, renames_env, wait_for
-from tests.integration.processes import ROOT, ProjectProcess
+from tests.integration.processes import ProjectProcess
 
 pytestmark = pytest.mark.integration
 PORT = 28001  # not the test profile's API port (28000): the e2e main job may run one
@@ -42,29 +38,15 @@ class Api:
         self.prefix = f"api{self.tag.lower()}"
         self.env = {"KUAILV_PROFILE": "test", "KUAILV_CONSUMER_GROUP": f"kuailv-api-{self.tag}",
                     "KUAILV_REDIS_PREFIX": self.prefix, "KUAILV_WORKER_BATCH_SECONDS": "0.1",
-                    "KUAILV_TOPIC_RENAMES": renames_env(self.topics), "KUAILV_API_SECRET": "x" * 40}
+                    "KUAILV_TOPIC_RENAMES": renames_env(self.topics), "KUAILV_API_SECRET": SECRET}
         self.a, self.b, self.c = (f"KLAPI{self.tag}{s}" for s in "ABC")
+        self.http = ApiClient(PORT)
 
     def token(self, role: str, tenant: str | None = None) -> str:
-        return issue("x" * 40, f"test-{role}", role, tenant)
+        return self.http.token(role, tenant)
 
     def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
-        req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=20) as resp:
-                body = resp.read()
-                ctype = resp.headers.get("content-type", "")
-                return resp.status, json.loads(body) if "json" in ctype else body.decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-
-def _story(order_id: str, customer: str, ending: str) -> list[tuple[str, dict[str, Any]]]:
-    events = order_story(order_id, T0, ending=ending)
-    events[0][1]["customer_id"] = customer
-    return events
+        return self.http.get(path, token)
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +55,13 @@ def api(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     logs = tmp_path_factory.mktemp("api")
     worker = ProjectProcess(["worker", "--agents", "orders", "--loglevel", "warning"], a.env,
                             logs / "worker.log").start()
-    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(PORT)], cwd=ROOT,
-                              env={**os.environ, **a.env}, stdout=open(logs / "serve.log", "wb"),  # noqa: SIM115
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    server = serve(PORT, a.env, logs)
     try:
         codec = AvroCodec()
         producer = SyncProducer(stack.kafka_bootstrap)
         for oid, customer, ending in ((a.a, "CUST-A", "signed"), (a.b, "CUST-B", "redispatched"),
                                       (a.c, "CUST-A", "signed")):
-            for t, e in _story(oid, customer, ending):
+            for t, e in story(oid, customer, ending=ending):
                 producer.send(a.topics[ORDER_EVENTS.name], oid.encode(), codec.encode(t, e))
         producer.flush()
         r = redis.Redis.from_url(stack.redis_url)
@@ -89,18 +69,10 @@ def api(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
                              for o in (a.a, a.b, a.c)), 60, "the worker to project the three orders")
         worker.stop()
         r.delete(f"{a.prefix}:order:{a.c}")  # Redis lost it; the log still has it
-        def up() -> bool:
-            try:
-                return a.get("/healthz")[0] == 200
-            except urllib.error.URLError:  # not listening yet
-                return False
-
-        wait_for(up, 30, "kuailv serve to listen", interval=0.3)
         yield a
     finally:
         worker.stop()
-        server.terminate()
-        server.wait(15)
+        server.stop()
         delete_topics(stack.kafka_bootstrap, a.topics.values())
 
 
@@ -147,6 +119,20 @@ def test_lists_are_scoped_paged_and_cross_tenant_lists_are_denied(api: Api) -> N
     assert api.get("/orders?cursor=%%%", api.token("merchant", "CUST-A"))[0] == 422
 
 
+def test_orders_by_warehouse_from_its_index(api: Api) -> None:
+    wh = WAREHOUSE["id"]
+    status, page = api.get(f"/orders?warehouse={wh}&limit=2", api.token("operator"))
+    assert status == 200 and [o["orderId"] for o in page["orders"]] == [api.a, api.b] and page["nextCursor"]
+    status, staff = api.get("/orders?limit=5", api.token("warehouse_staff", wh))  # pinned, no status needed
+    assert status == 200 and [o["orderId"] for o in staff["orders"]] == [api.a, api.b]
+    assert all(o["destination"] is None and o["driverInfo"]["phone"] is None for o in staff["orders"])
+    status, signed = api.get("/orders?status=SIGNED&limit=1", api.token("warehouse_staff", wh))
+    assert [o["orderId"] for o in signed["orders"]] == [api.a] and signed["nextCursor"]  # a full page
+    assert api.get(f"/orders?warehouse={wh}", api.token("warehouse_staff", "WH-OTHER"))[0] == 403
+    assert api.get("/orders?warehouse=WH-OTHER", api.token("warehouse_staff", "WH-OTHER"))[1]["orders"] == []
+    assert api.get(f"/orders?warehouse={wh}", api.token("merchant", "CUST-A"))[0] == 403
+
+
 def test_alerts_and_positions_obey_the_policy(api: Api) -> None:
     assert api.get("/alerts", api.token("customer_service"))[0] == 200
     status, body = api.get("/alerts", api.token("driver", "DRV-001"))
@@ -154,6 +140,9 @@ def test_alerts_and_positions_obey_the_policy(api: Api) -> None:
     assert api.get(f"/orders/{api.b}/alerts", api.token("merchant", "CUST-B"))[0] == 200
     assert api.get(f"/orders/{api.b}/alerts", api.token("merchant", "CUST-A"))[0] == 403
     assert api.get("/drivers/DRV-001/position", api.token("driver", "DRV-002"))[0] == 403
+    status, body = api.get("/drivers/DRV-001/position", api.token("merchant", "CUST-A"))  # A's driver, no GPS here
+    assert status == 404 and "no position" in body["detail"]
+    assert api.get("/drivers/DRV-002/position", api.token("merchant", "CUST-A"))[0] == 403  # B's driver
 
 
 def test_openapi_and_the_offline_docs_page(api: Api) -> None:
@@ -162,3 +151,5 @@ def test_openapi_and_the_offline_docs_page(api: Api) -> None:
     status, page = api.get("/docs")
     assert status == 200 and "/orders/{order_id}" in page and "cdn" not in page.lower() and "<script" not in page
     assert api.get("/readyz")[0] == 200
+    assert {"/orders/{order_id}/track", "/graphql"} <= set(spec["paths"])
+    assert api.http.checked >= 30  # every REST answer of this module matched the document

@@ -88,6 +88,14 @@ SAMPLES |= {
                              "to_vehicle_id": "VAN-002", "distance_m": 3100.0, "eta": T0 + 1800_000,
                              "decided_at": T0, "reason": "nearest eligible driver", "considered": 2,
                              "excluded": {"DRV-001": "reporting driver"}, "estimator": "distance-speed/v1"},
+    "WebhookDeadLetter": {
+        "delivery_id": "msg_abcdefghijklmnopqrstuvwxyz", "subscription_id": "sub_0123456789abcdef01234567",
+        "url": "https://example.com/hooks", "event_type": "order.changed", "order_key": "KL20260601001",
+        "source_topic": "kuailv.order-state.v1", "source_partition": 3, "source_offset": 17, "attempts": 17,
+        "first_attempt_at": T0, "last_attempt_at": T0 + 86_000_000, "last_status": 503,
+        "last_error": "HTTP 503: Service Unavailable", "reason_code": "RETRIES_EXHAUSTED",
+        "reason": "17 attempts failed", "body": "{}", "consumer": "kuailv-projector@host/webhooks",
+        "failed_at": T0 + 86_000_000},
 }
 
 

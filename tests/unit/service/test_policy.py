@@ -73,3 +73,19 @@ def test_warehouse_staff_never_see_contact_data() -> None:
     assert seen["destination"] is None and seen["driverInfo"]["driverId"] == "DRV-1"
     for role in ("operator", "customer_service", "merchant", "customer", "driver"):
         assert redact(who(role, OWN[role]), ORDER) == ORDER
+
+
+# role -> may manage webhook subscriptions (own tenant and another's alike: subscriptions have no tenant)
+SUBSCRIPTIONS_TABLE = {"operator": True, "customer_service": False, "merchant": False, "customer": False,
+                       "driver": False, "warehouse_staff": False}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_operators_manage_webhook_subscriptions(role: str) -> None:
+    from service.policy import may_manage_subscriptions
+
+    assert set(SUBSCRIPTIONS_TABLE) == set(ROLES)
+    for tenant in {OWN[role], OTHER.get(role)}:
+        access = may_manage_subscriptions(who(role, tenant))
+        assert access.allowed is SUBSCRIPTIONS_TABLE[role]
+        assert access.allowed or (role in access.reason and "operators only" in access.reason)

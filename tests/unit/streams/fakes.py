@@ -97,14 +97,14 @@ class FakeOrderStore:
         if cur is not None and (cur["applied"] > applied or (cur["applied"] == applied and cur["pending"] > pending)):
             return False
         h = self.hashes.setdefault(w.order_id, {})
-        old_status, old_driver = h.get("status"), h.get("driver")
+        old_status, old_driver, old_warehouse = h.get("status"), h.get("driver"), h.get("warehouse")
         h.update(applied=applied, pending=pending, fold=dumps(bookkeeping(w.state)))
         view = w.state["view"]
         if w.projection is None or view is None:
             return True
-        status, customer = view["status"], view["customer_id"]
+        status, customer, warehouse = view["status"], view["customer_id"], view["warehouse_id"]
         driver = (view["driver"] or {}).get("driver_id", "")
-        h.update(projection=w.projection, status=status, customer=customer, driver=driver)
+        h.update(projection=w.projection, status=status, customer=customer, driver=driver, warehouse=warehouse)
         if old_status and old_status != status:
             self.indexes.get(f"by-status:{old_status}", set()).discard(w.order_id)
         self.indexes.setdefault(f"by-status:{status}", set()).add(w.order_id)
@@ -113,6 +113,9 @@ class FakeOrderStore:
             self.indexes.get(f"by-driver:{old_driver}", set()).discard(w.order_id)
         if driver:
             self.indexes.setdefault(f"by-driver:{driver}", set()).add(w.order_id)
+        if old_warehouse and old_warehouse != warehouse:
+            self.indexes.get(f"by-warehouse:{old_warehouse}", set()).discard(w.order_id)
+        self.indexes.setdefault(f"by-warehouse:{warehouse}", set()).add(w.order_id)
         return True
 
     def projection(self, order_id: str) -> dict[str, Any] | None:
@@ -124,15 +127,17 @@ class FakeOrderStore:
         return None if v is None else public_view(v)
 
     def order_ids(self, *, status: str | None = None, customer: str | None = None,
-                  driver: str | None = None) -> set[str]:
+                  driver: str | None = None, warehouse: str | None = None) -> set[str]:
         if status:
             key = f"by-status:{status}"
         elif customer:
             key = f"by-customer:{customer}"
         elif driver:
             key = f"by-driver:{driver}"
+        elif warehouse:
+            key = f"by-warehouse:{warehouse}"
         else:
-            raise ValueError("give status, customer or driver")
+            raise ValueError("give status, customer, driver or warehouse")
         return set(self.indexes.get(key, set()))
 
 
