@@ -269,7 +269,9 @@ _CLIENT_LOG.propagate = False
 
 def quiet_client_config(bootstrap: str) -> dict[str, object]:
     """Kafka client settings that keep librdkafka's connection-refused chatter off stderr."""
-    return {"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "logger": _CLIENT_LOG}
+    from config.kafka_client import client_config
+
+    return {**client_config(bootstrap), "socket.timeout.ms": 5000, "logger": _CLIENT_LOG}
 
 
 class Redis(Service):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from config.settings import Settings
 from projections.order_status import OrderStatus
 from service import models, orders
+from service.audit_trail import ApiAudit
 from service.auth import AuthError, Principal, verify
 from service.graphql_api import graphql_router
 from service.models import READ_ERRORS
@@ -79,7 +80,7 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
             raise HTTPException(status_code=401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
 
     Caller = Annotated[Principal, Depends(caller)]
-    app.include_router(webhook_router(settings, caller))  # webhook subscriptions (operators)
+    app.include_router(webhook_router(settings, caller, ApiAudit(settings)))  # webhook subscriptions (operators)
     reads = Reads(settings, codec)
 
     @app.exception_handler(ReadError)
@@ -140,9 +141,12 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
     app.include_router(graphql_router(reads, caller))
 
     commands = _Commands(settings)
+    audit = ApiAudit(settings)
 
-    def command(who: Principal, order_id: str, name: str, **kwargs: Any) -> dict[str, Any]:
-        """Authorise against the aggregate's own view (the projection may lag), then let the aggregate decide."""
+    def command(who: Principal, order_id: str, name: str, audited: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Authorise against the aggregate's own view (the projection may lag), then let the aggregate decide.
+        Every attempt is in the audit trail with its outcome (``audited``: the details worth keeping, no
+        personal data)."""
         from commands.errors import CommandRejected, InvalidCommand
 
         view = commands.view(order_id)
@@ -150,15 +154,24 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"order {order_id} does not exist")
         from projections.order_view import public_view
 
-        _deny(command_access(who, name, public_view(view)))
+        def outcome(result: str, **more: Any) -> None:
+            audit.record(who, f"order.{name}", order_id, {**audited, "outcome": result, **more})
+
+        access = command_access(who, name, public_view(view))
+        if not access.allowed:
+            outcome("denied", reason=access.reason)
+        _deny(access)
         producer = f"api:{who.role}:{who.subject}"
         try:
             order = commands.run(name, order_id, producer=producer, **kwargs)
         except CommandRejected as exc:  # the state machine said no: the aggregate's reason
+            outcome("rejected", reason=str(exc))
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         except InvalidCommand as exc:
+            outcome("invalid", reason=str(exc))
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         after = order.view
+        outcome("accepted", version=after["version"], status=after["status"])
         return {"orderId": order_id, "status": after["status"], "version": after["version"]}
 
     @app.post("/orders/{order_id}/exceptions", status_code=202, tags=["commands"])
@@ -166,8 +179,9 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
         """The driver reports an exception (the order goes to EXCEPTION_HANDLING)."""
         view = commands.view(order_id) or {}
         driver = (view.get("driver") or {}).get("driver_id") or who.tenant or who.subject
-        return command(who, order_id, "report_exception", reason_code=body.reason_code,
-                       description=body.description, driver_id=driver, location=body.location.model_dump())
+        return command(who, order_id, "report_exception", {"reason_code": body.reason_code},
+                       reason_code=body.reason_code, description=body.description, driver_id=driver,
+                       location=body.location.model_dump())
 
     @app.post("/orders/{order_id}/delivery", status_code=202, tags=["commands"])
     def confirm_delivery(order_id: str, body: DeliveryConfirmation, who: Caller) -> dict[str, Any]:
@@ -176,8 +190,9 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
         lines = ([ln.model_dump() for ln in body.lines] if body.lines is not None else
                  [{"line_no": ln["line_no"], "delivered_quantity": ln.get("picked") or ln["ordered"]}
                   for ln in view.get("lines") or []])
-        return command(who, order_id, "deliver", receiver_name=body.receiver_name, signature_ref=body.signature_ref,
-                       location=body.location.model_dump(), photo_ref=body.photo_ref, lines=lines)
+        signing = {"signature_ref": body.signature_ref, "photo_ref": body.photo_ref,
+                   "location": body.location.model_dump(), "lines": lines}
+        return command(who, order_id, "deliver", signing, receiver_name=body.receiver_name, **signing)
 
     from service.live_routes import live_router
     from service.observability import RequestMetrics, metrics_router
@@ -220,6 +235,8 @@ def _ready(settings: Settings) -> dict[str, tuple[bool, str]]:
     import redis
     from confluent_kafka.admin import AdminClient
 
+    from config.kafka_client import client_config
+
     checks: dict[str, tuple[bool, str]] = {}
     try:
         redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping()
@@ -227,7 +244,7 @@ def _ready(settings: Settings) -> dict[str, tuple[bool, str]]:
     except Exception as exc:
         checks["redis"] = (False, f"redis {settings.redis_url}: {exc}")
     try:
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=2)
+        AdminClient(client_config(settings.kafka_bootstrap)).list_topics(timeout=2)
         checks["kafka"] = (True, "")
     except Exception as exc:
         checks["kafka"] = (False, f"kafka {settings.kafka_bootstrap}: {exc}")

@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from config.kafka_client import client_config
 from config.settings import Settings
 from projections.order_view import public_view
 from schemas.topics import ALERTS, ORDER_ETAS, ORDER_STATE, TopicSpec
@@ -111,7 +112,7 @@ class LiveFeed:
     def _consumer(self) -> Any:
         from confluent_kafka import Consumer
 
-        return Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "kuailv-api-live",
+        return Consumer({**client_config(self.settings.kafka_bootstrap), "group.id": "kuailv-api-live",
                          "enable.auto.commit": False, "enable.auto.offset.store": False,
                          "auto.offset.reset": "earliest", "enable.partition.eof": False})
 

@@ -15,6 +15,7 @@ names follow Prometheus conventions (``_total`` counters, ``_seconds`` histogram
 | ``kuailv_webhook_dead_letters_total`` | counter | | deliveries given up (dead-letter record written) |
 | ``kuailv_webhook_disabled_total`` | counter | | subscriptions disabled after failing too long |
 | ``kuailv_consumer_lag`` | gauge | group | records the group has not committed yet (read at scrape) |
+| ``kuailv_audit_actions_total`` | counter | outcome | API actions appended to the audit trail (recorded, failed) |
 """
 
 from __future__ import annotations
@@ -43,3 +44,5 @@ WEBHOOK_DISABLED = Counter("kuailv_webhook_disabled_total", "Subscriptions disab
                            registry=REGISTRY)
 CONSUMER_LAG = Gauge("kuailv_consumer_lag", "Records a consumer group has not committed yet", ["group"],
                      registry=REGISTRY)
+AUDIT_ACTIONS = Counter("kuailv_audit_actions_total", "API actions appended to the audit trail", ["outcome"],
+                        registry=REGISTRY)

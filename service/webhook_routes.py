@@ -135,8 +135,13 @@ def _delivery(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def webhook_router(settings: Settings, caller: Callable[..., Principal]) -> APIRouter:
+def webhook_router(settings: Settings, caller: Callable[..., Principal], audit: Any = None) -> APIRouter:
+    """``audit``: a ``service.audit_trail.ApiAudit``; every change is appended to the ``subscriptions`` chain."""
     router = APIRouter(prefix="/webhooks/subscriptions", tags=["webhooks"])
+
+    def audited(who: Principal, verb: str, subscription_id: str, **details: Any) -> None:
+        if audit is not None:
+            audit.record(who, f"subscription.{verb}", subscription_id, details)
     holder = _StoreHolder(settings.webhooks.store_url)
 
     def operator(who: Annotated[Principal, Depends(caller)]) -> Principal:
@@ -161,6 +166,7 @@ def webhook_router(settings: Settings, caller: Callable[..., Principal]) -> APIR
                            body.description)
         with holder.store() as store:
             store.create(sub)
+        audited(who, "create", sub.id, url=sub.url, filters=_out(sub, now)["filters"])
         return {**_out(sub, now), "secret": sub.secret}
 
     @router.get("", response_model=SubscriptionList)
@@ -185,20 +191,25 @@ def webhook_router(settings: Settings, caller: Callable[..., Principal]) -> APIR
         """Hold deliveries (matching events wait in the outbox, sent in order on resume)."""
         now = _now_ms()
         with holder.store() as store:
-            return _out(store.pause(subscription_id, now), now)
+            out = _out(store.pause(subscription_id, now), now)
+        audited(who, "pause", subscription_id)
+        return out
 
     @router.post("/{subscription_id}/resume", response_model=SubscriptionOut)
     def resume(subscription_id: SubscriptionId, who: Operator) -> dict[str, Any]:
         """Deliver again; a disabled subscription starts a clean failure streak (its notice is resolved)."""
         now = _now_ms()
         with holder.store() as store:
-            return _out(store.resume(subscription_id, now), now)
+            out = _out(store.resume(subscription_id, now), now)
+        audited(who, "resume", subscription_id)
+        return out
 
     @router.delete("/{subscription_id}", status_code=204)
     def delete(subscription_id: SubscriptionId, who: Operator) -> Response:
         """Delete the subscription and its deliveries (pending ones are not sent)."""
         with holder.store() as store:
             store.delete(subscription_id)
+        audited(who, "delete", subscription_id)
         return Response(status_code=204)
 
     @router.post("/{subscription_id}/rotate-secret", response_model=RotatedSecret)
@@ -210,6 +221,7 @@ def webhook_router(settings: Settings, caller: Callable[..., Principal]) -> APIR
         secret = new_secret()
         with holder.store() as store:
             sub = store.rotate(subscription_id, secret, now + round(grace_s * 1000), now)
+        audited(who, "rotate_secret", subscription_id, grace_s=grace_s)
         return {"subscription": _out(sub, now), "secret": secret}
 
     @router.get("/{subscription_id}/deliveries", response_model=DeliveryList)

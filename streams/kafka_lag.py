@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from config.kafka_client import client_config
+
 
 def end_offsets(bootstrap: str, topics: Sequence[str], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "kuailv-lag-probe", "enable.auto.commit": False})
+    c = Consumer({**client_config(bootstrap), "group.id": "kuailv-lag-probe", "enable.auto.commit": False})
     try:
         meta = c.list_topics(timeout=timeout_s)
         out = {}
@@ -25,7 +27,7 @@ def group_lag(bootstrap: str, group: str, topics: Sequence[str], timeout_s: floa
     from confluent_kafka import Consumer, TopicPartition
 
     ends = end_offsets(bootstrap, topics, timeout_s)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = Consumer({**client_config(bootstrap), "group.id": group, "enable.auto.commit": False})
     try:
         committed = c.committed([TopicPartition(t, p) for t, p in ends], timeout=timeout_s)
     finally:

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, TextIO
 import fastavro
 import orjson
 
+from config.kafka_client import client_config
 from projections.keyed_batch import Counts, fold_batch
 from projections.order_state import Rejection, State, fold
 from projections.order_status import ORDER_EVENT_TYPES
@@ -218,7 +219,7 @@ def read_topic_batches(bootstrap: str, topic: str, partitions: Iterable[int] | N
     """Every record of ``topic`` (or of some of its partitions) from the beginning to the end it has now."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"kuailv-replay-{uuid.uuid4()}",
+    consumer = Consumer({**client_config(bootstrap), "group.id": f"kuailv-replay-{uuid.uuid4()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "fetch.max.bytes": 16 * 1024 * 1024, "max.partition.fetch.bytes": 4 * 1024 * 1024,
                          "queued.max.messages.kbytes": 16 * 1024})
@@ -287,7 +288,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[
 def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[int]:
     from confluent_kafka import Consumer, KafkaException
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"kuailv-replay-{uuid.uuid4()}"})
+    consumer = Consumer({**client_config(bootstrap), "group.id": f"kuailv-replay-{uuid.uuid4()}"})
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s)
         if meta.topics[topic].error is not None:

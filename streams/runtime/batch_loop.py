@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from config.kafka_client import client_config
 from projections.keyed_batch import Counts
 from schemas.dead_letters import SourceRecord
 
@@ -83,7 +84,7 @@ def infra_errors() -> tuple[type[BaseException], ...]:
 
 def consumer_config(bootstrap: str, group: str, client_id: str, **overrides: Any) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": group,
         "client.id": client_id,
         "enable.auto.commit": False,  # offsets are committed after the writes of their batch

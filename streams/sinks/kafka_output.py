@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from config.kafka_client import client_config
 from streams.sinks.errors import SinkError
 
 
@@ -27,7 +28,7 @@ class ProducerLike(Protocol):
 
 def idempotent_producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",

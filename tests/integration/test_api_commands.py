@@ -61,7 +61,9 @@ def cmds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Commands]:
     service = OrderService.from_url(c.url)
     _dispatched(service, c.a)
     _dispatched(service, c.b)
-    env = {**os.environ, "KUAILV_PROFILE": "test", "KUAILV_EVENTSTORE": c.url, "KUAILV_API_SECRET": SECRET}
+    c.audit_url = f"sqlite:///{tmp / 'audit.sqlite'}"  # type: ignore[attr-defined]
+    env = {**os.environ, "KUAILV_PROFILE": "test", "KUAILV_EVENTSTORE": c.url, "KUAILV_API_SECRET": SECRET,
+           "KUAILV_AUDIT_STORE": c.audit_url}  # type: ignore[attr-defined]
     server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(PORT)], cwd=ROOT, env=env,
                               stdout=open(tmp / "serve.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
                               start_new_session=True)
@@ -123,3 +125,23 @@ def test_the_customer_confirms_receipt(cmds: Commands) -> None:
     signed = cmds.service.view(cmds.b)  # type: ignore[attr-defined]
     assert signed["signature"]["signature_ref"] == "sig/api.png"
     assert all(ln["delivered"] == ln["picked"] for ln in signed["lines"])
+
+
+def test_every_attempt_is_in_the_audit_trail_with_actor_and_outcome(cmds: Commands) -> None:
+    """Runs after the tests above (file order): their attempts, accepted or not, are in the ``api`` chain."""
+    from audit.store import AuditStore
+
+    store = AuditStore.from_url(cmds.audit_url)  # type: ignore[attr-defined]
+    try:
+        entries = list(store.entries("api"))
+        assert store.verify("api").ok
+    finally:
+        store.close()
+    seen = {(e.actor.role, e.kind, json.loads(e.payload)["details"]["outcome"]) for e in entries if e.actor}
+    assert {("merchant", "order.report_exception", "denied"), ("driver", "order.deliver", "denied"),
+            ("driver", "order.report_exception", "accepted"), ("driver", "order.deliver", "rejected"),
+            ("customer", "order.deliver", "accepted")} <= seen, seen
+    signed = [e for e in entries if e.subject == cmds.b and e.kind == "order.deliver"]
+    details = json.loads(signed[-1].payload)["details"]
+    assert details["signature_ref"] == "sig/api.png" and details["version"] > 1
+    assert all("李厨师".encode() not in e.payload for e in entries)  # the receiver's name is personal data: not here

@@ -270,6 +270,7 @@ def hooks(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     env = {"KUAILV_PROFILE": "test", "KUAILV_CONSUMER_GROUP": f"kuailv-wh-{tag}", "KUAILV_API_SECRET": API_SECRET,
            "KUAILV_TOPIC_RENAMES": renames_env(topics), "KUAILV_WORKER_BATCH_SECONDS": "0.1",
            "KUAILV_WEBHOOK_STORE": f"sqlite:///{logs / 'webhooks.sqlite'}",
+           "KUAILV_AUDIT_STORE": f"sqlite:///{logs / 'audit.sqlite'}",
            "KUAILV_WEBHOOK_METRICS_PORT": str(metrics_port), **RETRY_ENV}
     h = Hooks(stack, tag, topics, env, logs, f"http://127.0.0.1:{metrics_port}/metrics")
     api = ProjectProcess(["serve", "--port", str(PORT)], env, logs / "serve.log").start()
@@ -319,6 +320,16 @@ def test_subscriptions_are_managed_through_the_api(hooks: Hooks) -> None:
     assert hooks.call("POST", f"/webhooks/subscriptions/{spare['id']}/pause")[1]["state"] == "paused"
     assert hooks.call("DELETE", f"/webhooks/subscriptions/{spare['id']}")[0] == 204
     assert hooks.call("GET", f"/webhooks/subscriptions/{spare['id']}")[0] == 404
+    from audit.store import AuditStore  # every change is in the audit trail, by whom
+
+    store = AuditStore.from_url(hooks.env["KUAILV_AUDIT_STORE"])
+    try:
+        trail = [(e.kind, e.actor.role if e.actor else None) for e in store.by_subject(spare["id"])]
+        assert store.verify("subscriptions").ok
+    finally:
+        store.close()
+    assert trail == [("subscription.create", "operator"), ("subscription.pause", "operator"),
+                     ("subscription.delete", "operator")], trail
 
 
 def test_deliveries_are_signed_and_verify_with_the_reference_library(hooks: Hooks) -> None:
