@@ -5,7 +5,7 @@ PROFILE ?= dev
 ORDERS ?= 300
 SPEEDUP ?= 0
 
-.PHONY: setup run test unit integration stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api \
+.PHONY: setup run test unit integration stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing \
 	lint clean flink-job flink-cluster-start flink-cluster-stop flink-submit
 
 setup:            ## install system packages, Python deps and Kafka jars (idempotent)
@@ -35,18 +35,20 @@ status:
 	@$(PY) -m infra.stack status --profile $(PROFILE)
 
 bench: setup      ## every benchmark below, in one run (about 10 minutes; starts/stops what it needs of the test stack)
-	@echo "==> 1/6 the order path in process vs the bare decode (bench.order_projection)"
+	@echo "==> 1/7 the order path in process vs the bare decode (bench.order_projection)"
 	@$(PY) -m bench.order_projection
-	@echo "==> 2/6 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
+	@echo "==> 2/7 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
 	@$(PY) -m bench.kafka_peers
-	@echo "==> 3/6 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
+	@echo "==> 3/7 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
 	@$(PY) -m bench.flink_order_state --modes thread,process --parallelism 1 --startup-runs 2
-	@echo "==> 4/6 replay and rebuild of 1,000,000 events (bench.replay)"
+	@echo "==> 4/7 replay and rebuild of 1,000,000 events (bench.replay)"
 	@$(PY) -m bench.replay
-	@echo "==> 5/6 GPS points through the geofence step, 10,000 fences, 2,000 vans (bench.geofences)"
+	@echo "==> 5/7 GPS points through the geofence step, 10,000 fences, 2,000 vans (bench.geofences)"
 	@$(PY) -m bench.geofences
-	@echo "==> 6/6 the API: order reads and 1,000 WebSocket clients against kuailv serve (bench.api_load)"
+	@echo "==> 6/7 the API: order reads and 1,000 WebSocket clients against kuailv serve (bench.api_load)"
 	@$(PY) -m bench.api_load
+	@echo "==> 7/7 sealing personal data: the write path and the fold, sealed vs plain (bench.sealing)"
+	@$(PY) -m bench.sealing
 
 bench-api: setup   ## order reads (p50/p99) and 1,000 WebSocket clients (change -> client delay) against kuailv serve
 	@$(PY) -m bench.api_load
@@ -65,6 +67,9 @@ bench-replay: setup ## kuailv replay (file, topic) and rebuild of 1,000,000 even
 
 bench-geofences: setup ## GPS points/s through index + geofence fold with 10,000 fences and 2,000 vans
 	@$(PY) -m bench.geofences
+
+bench-sealing: setup ## the cost of sealing personal data (AES-256-GCM): write path and fold, sealed vs plain, in process
+	@$(PY) -m bench.sealing
 
 # ---- Flink (docs/flink.md) ----------------------------------------------------------------
 flink-job: setup  ## the order-state job in an embedded mini-cluster against the dev Kafka (Ctrl-C stops)

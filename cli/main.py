@@ -29,6 +29,10 @@ def cmd_order(args: argparse.Namespace) -> int:
     if doc is None:
         print(f"order {args.order_id} not found in Redis {s.redis_url} (prefix {s.redis_prefix})", file=sys.stderr)
         return 1
+    if args.reveal:  # decryption at the edge, for an operator at the console (docs/privacy.md)
+        from service.reveal import Revealer
+
+        doc = Revealer(s).opened(doc)
     print(_dump(doc, pretty=not args.compact))
     return 0
 
@@ -82,7 +86,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     workers = args.workers or os.cpu_count() or 1
     if args.topic or is_record_log(args.file):
         source = (replay_parallel.Source(path=args.file) if args.file else
-                  replay_parallel.Source(bootstrap=s.kafka_bootstrap, topic=args.topic_name or ORDER_EVENTS.name))
+                  replay_parallel.Source(bootstrap=s.kafka_bootstrap,
+                                          topic=args.topic_name or s.topic_renames.get(ORDER_EVENTS.name,
+                                                                                       ORDER_EVENTS.name)))
         summary = replay_parallel.run(source, workers, views_out=sys.stdout.buffer)
         sys.stdout.flush()
         _report(summary, "replayed")
@@ -169,6 +175,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    import getpass
+
+    from privacy.erasure import erase_customer
+    from service.reveal import process_keystore
+    from streams.worker import make_codec
+
+    s = settings_mod.load(args.profile)
+    if not args.yes:
+        print(f"kuailv erase: this destroys customer {args.id}'s keys: their names, phones and addresses can never be "
+              "read again, anywhere. Add --yes to go on.", file=sys.stderr)
+        return 2
+    report = erase_customer(s, args.id, keys=process_keystore(s), codec=make_codec(s),
+                            actor=(f"cli:{getpass.getuser()}", "operator"))
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from service.auth import issue
 
@@ -188,7 +212,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     s = settings_mod.load(args.profile)
     source = (replay_parallel.Source(path=args.file) if args.file else
-              replay_parallel.Source(bootstrap=s.kafka_bootstrap, topic=args.topic_name or ORDER_EVENTS.name))
+              replay_parallel.Source(bootstrap=s.kafka_bootstrap,
+                                          topic=args.topic_name or s.topic_renames.get(ORDER_EVENTS.name,
+                                                                                       ORDER_EVENTS.name)))
     prefix = args.prefix or s.redis_prefix
     print(f"rebuilding Redis {s.redis_url} prefix {prefix!r} from {source.describe()}", file=sys.stderr)
     summary = replay_parallel.run(source, args.workers or os.cpu_count() or 1,
@@ -276,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("order", help="print the current projection of one order as JSON")
     o.add_argument("order_id")
     o.add_argument("--compact", action="store_true", help="one line instead of indented JSON")
+    o.add_argument("--reveal", action="store_true", help="open the sealed personal data (names, phones) with the "
+                   "key store (KUAILV_KEYSTORE); erased values print as null")
     o.set_defaults(fn=cmd_order)
 
     ls = sub.add_parser("orders", help="list order ids by status, customer or driver")
@@ -309,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=None)
     sv.add_argument("--loglevel", default="warning")
     sv.set_defaults(fn=cmd_serve)
+
+    er = sub.add_parser("erase", help="erase a customer's personal data (crypto-shredding; docs/privacy.md)")
+    er.add_argument("kind", choices=["customer"])
+    er.add_argument("id", help="the customer id")
+    er.add_argument("--yes", action="store_true", help="really destroy the keys (there is no undo)")
+    er.set_defaults(fn=cmd_erase)
 
     tk = sub.add_parser("token", help="issue an API token for local use (signed with KUAILV_API_SECRET)")
     tk.add_argument("--role", required=True,

@@ -10,6 +10,10 @@
 * ``version`` = the aggregate version after the event (1 for OrderCreated);
 * ``event_time`` = the command's ``at`` in epoch ms; ``producer`` as given.
 
+Personal fields are carried as recorded: the sealed dicts ``OrderService`` stored
+(the ``kuailv.privacy.Sealed`` branch of their ``string | Sealed`` union), never
+opened here; ``to_command`` hands them back sealed, and the service keeps them so.
+
 ``to_command(record_type, record)`` is the inverse: the command (and its
 keyword arguments) that records an event with this payload. The simulator's
 event builders drive the command side through it.

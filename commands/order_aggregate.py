@@ -30,6 +30,9 @@ from projections.timefmt import ms
 
 Instant = int | datetime
 Payload = dict[str, Any]
+# A personal field: sealed by OrderService before it reaches the aggregate (privacy.sealed); a plain
+# string only when the aggregate is driven directly (tests) or from records written before sealing.
+Personal = str | dict[str, Any]
 
 DEFAULT_PRODUCER = "order-service"
 
@@ -90,8 +93,8 @@ class Order(Aggregate):
     class Created(Event, Aggregate.Created):
         TOPIC = "kuailv.commands.Order.Created"
         customer_id: str
-        customer_name: str
-        customer_phone: str
+        customer_name: Personal
+        customer_phone: Personal
         warehouse_id: str
         lines: list[dict[str, Any]]
         delivery_window_start: int
@@ -133,8 +136,8 @@ class Order(Aggregate):
     class Dispatched(Event):
         TOPIC = "kuailv.commands.Order.Dispatched"
         driver_id: str
-        driver_name: str
-        driver_phone: str
+        driver_name: Personal
+        driver_phone: Personal
         vehicle_id: str
         vehicle_plate: str
         origin: dict[str, Any]
@@ -149,7 +152,7 @@ class Order(Aggregate):
 
     class Delivered(Event):
         TOPIC = "kuailv.commands.Order.Delivered"
-        receiver_name: str
+        receiver_name: Personal
         signature_ref: str
         photo_ref: str | None
         location: dict[str, Any]
@@ -239,7 +242,7 @@ class Order(Aggregate):
     # ------------------------------------------------------------------ commands
 
     @classmethod
-    def create(cls, order_id: str, *, at: Instant, customer_id: str, customer_name: str, customer_phone: str,
+    def create(cls, order_id: str, *, at: Instant, customer_id: str, customer_name: Personal, customer_phone: Personal,
                warehouse_id: str, lines: Sequence[Mapping[str, Any]], delivery_window_start: Instant,
                delivery_window_end: Instant, delivery_address: Mapping[str, Any], remark: str | None = None,
                producer: str = DEFAULT_PRODUCER) -> Order:
@@ -276,7 +279,7 @@ class Order(Aggregate):
     def pack(self, *, at: Instant, package_count: int, packer_id: str, producer: str = DEFAULT_PRODUCER) -> None:
         self._record("pack", self.Packed, at, producer, package_count=package_count, packer_id=packer_id)
 
-    def dispatch(self, *, at: Instant, driver_id: str, driver_name: str, driver_phone: str, vehicle_id: str,
+    def dispatch(self, *, at: Instant, driver_id: str, driver_name: Personal, driver_phone: Personal, vehicle_id: str,
                  vehicle_plate: str, origin: Mapping[str, Any], estimated_arrival: Instant | None = None,
                  producer: str = DEFAULT_PRODUCER) -> None:
         self._record("dispatch", self.Dispatched, at, producer, driver_id=driver_id, driver_name=driver_name,
@@ -288,7 +291,7 @@ class Order(Aggregate):
         self._record("report_exception", self.ExceptionReported, at, producer, reason_code=reason_code,
                      description=description, driver_id=driver_id, location=location)
 
-    def deliver(self, *, at: Instant, receiver_name: str, signature_ref: str, location: Mapping[str, Any],
+    def deliver(self, *, at: Instant, receiver_name: Personal, signature_ref: str, location: Mapping[str, Any],
                 lines: Sequence[Mapping[str, Any]], photo_ref: str | None = None,
                 producer: str = DEFAULT_PRODUCER) -> None:
         self._record("deliver", self.Delivered, at, producer, receiver_name=receiver_name,

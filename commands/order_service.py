@@ -8,6 +8,14 @@ raise ``ConcurrentModification``. Every method returns the saved ``Order``.
 Configuration is explicit: ``OrderService()`` reads ``config.settings`` when it
 is constructed (never at import) and maps ``eventstore_url`` to the library's
 settings; ``os.environ`` is not consulted by the library (see construct_env).
+
+Personal data is sealed here, before the aggregate records anything: every field the
+schemas mark personal (``privacy.fields``) is encrypted under its data subject's key
+from ``keys`` (default: ``privacy.keystore.keystore_from_settings``). OrderCreated's
+fields under ``customer:<customer_id>``, OrderDispatched's under ``driver:<driver_id>``,
+OrderDelivered's receiver name under the order's customer. So the event store, the
+relay's records and everything folded from them hold ciphertext only; a value that is
+already sealed (a re-driven record) is kept as it is.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ from commands.errors import (
 from commands.eventstore_config import eventstore_env, sqlite_path
 from commands.order_aggregate import COMMANDS, DEFAULT_PRODUCER, Instant, Order, order_uuid
 from config import settings as settings_mod
+from privacy.fields import personal_fields, seal_record
+from privacy.keystore import KeyStore, keystore_from_settings
+from privacy.sealed import SealError
 from projections.order_events import InvalidEvent
 from projections.order_status import IllegalTransition, next_status
 from schemas.codec import AvroCodec
@@ -43,17 +54,24 @@ Point = Mapping[str, Any]
 class OrderService(Application[UUID]):
     name = "OrderService"
 
-    def __init__(self, env: Mapping[str, str] | None = None, *, codec: AvroCodec | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, *, codec: AvroCodec | None = None,
+                 keys: KeyStore | None = None) -> None:
         """``env``: eventsourcing settings, e.g. ``eventstore_env("sqlite:///orders.sqlite")``;
-        default: from ``config.settings.load().eventstore_url``."""
-        env = dict(env) if env is not None else eventstore_env(settings_mod.load().eventstore_url)
+        default: from ``config.settings.load().eventstore_url``. ``keys``: the key store personal
+        data is sealed with; default: the configured one (``KUAILV_KEYSTORE``)."""
+        if env is None or keys is None:
+            settings = settings_mod.load()
+            env = env if env is not None else eventstore_env(settings.eventstore_url)
+            keys = keys if keys is not None else keystore_from_settings(settings)
+        env = dict(env)
         _prepare_storage(env)
         super().__init__(env=env)
         self.codec = codec if codec is not None else AvroCodec()
+        self.keys: KeyStore = keys
 
     @classmethod
-    def from_url(cls, url: str, *, codec: AvroCodec | None = None) -> OrderService:
-        return cls(eventstore_env(url), codec=codec)
+    def from_url(cls, url: str, *, codec: AvroCodec | None = None, keys: KeyStore | None = None) -> OrderService:
+        return cls(eventstore_env(url), codec=codec, keys=keys)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # The library would merge os.environ (including ORDERSERVICE_* overrides) here;
@@ -91,10 +109,12 @@ class OrderService(Application[UUID]):
         existing = self.find(order_id)
         if existing is not None:
             raise _already_exists(existing)
-        order = Order.create(order_id, at=at, customer_id=customer_id, customer_name=customer_name,
-                             customer_phone=customer_phone, warehouse_id=warehouse_id, lines=lines,
+        personal = self._sealed("create", order_id, None, {
+            "customer_id": customer_id, "customer_name": customer_name, "customer_phone": customer_phone,
+            "delivery_address": delivery_address})
+        order = Order.create(order_id, at=at, warehouse_id=warehouse_id, lines=lines,
                              delivery_window_start=delivery_window_start, delivery_window_end=delivery_window_end,
-                             delivery_address=delivery_address, remark=remark, producer=producer)
+                             remark=remark, producer=producer, **personal)
         self._save(order, "create")
         return order
 
@@ -174,9 +194,20 @@ class OrderService(Application[UUID]):
         order = self.find(order_id)
         if order is None:
             raise _not_found(order_id, command)
-        getattr(order, command)(**kwargs)
+        getattr(order, command)(**self._sealed(command, order_id, order.view, kwargs))
         self._save(order, command)
         return order
+
+    def _sealed(self, command: str, order_id: str, view: Mapping[str, Any] | None,
+                fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` with the command's personal data sealed under its subjects' keys (``privacy.fields``)."""
+        record_type = COMMANDS[command]
+        if not personal_fields(record_type):
+            return fields
+        try:
+            return seal_record(record_type, fields, _subjects(view, fields), self.keys)
+        except (SealError, ValueError) as exc:  # no subject id to seal under, a name that is not a string
+            raise InvalidCommand(order_id, command, InvalidEvent(str(exc))) from exc
 
     def _save(self, order: Order, command: str) -> None:
         for event in order.pending_events:  # never store an event the relay could not publish
@@ -193,6 +224,15 @@ class OrderService(Application[UUID]):
                 if existing is not None:
                     raise _already_exists(existing) from exc
             raise ConcurrentModification(order.order_id, command) from exc
+
+
+def _subjects(view: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, str]:
+    """Whose personal data a command carries: the order's customer (from the aggregate's view, or the
+    ``create`` command itself) and the command's driver (or the order's current one)."""
+    customer = view["customer_id"] if view else fields.get("customer_id")
+    driver = fields.get("driver_id") or ((view or {}).get("driver") or {}).get("driver_id")
+    return {kind: ident for kind, ident in (("customer", customer), ("driver", driver))
+            if isinstance(ident, str) and ident}
 
 
 def _not_found(order_id: str, command: str) -> OrderNotFound:

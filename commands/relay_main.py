@@ -19,17 +19,20 @@ from commands.order_service import OrderService
 from commands.relay import OutboxRelay, kafka_producer_factory
 from config import settings as settings_mod
 from config.settings import Settings
+from privacy.keystore import keystore_from_settings
 from schemas.topics import ORDER_EVENTS
 
 log = logging.getLogger(__name__)
 
 
-def build_relay(settings: Settings, *, topic: str = ORDER_EVENTS.name, **relay_kwargs: Any) -> OutboxRelay:
-    app = OrderService(eventstore_env(settings.eventstore_url))
+def build_relay(settings: Settings, *, topic: str | None = None, **relay_kwargs: Any) -> OutboxRelay:
+    """``topic``: default the order-event topic, renamed by ``KUAILV_TOPIC_RENAMES`` like every other client."""
+    app = OrderService(eventstore_env(settings.eventstore_url), keys=keystore_from_settings(settings))  # never seals
+    topic = topic or settings.topic_renames.get(ORDER_EVENTS.name, ORDER_EVENTS.name)
     return OutboxRelay(app, kafka_producer_factory(settings.kafka_bootstrap), topic=topic, **relay_kwargs)
 
 
-def main(settings: Settings, *, interval: float = 0.5, once: bool = False, topic: str = ORDER_EVENTS.name,
+def main(settings: Settings, *, interval: float = 0.5, once: bool = False, topic: str | None = None,
          batch: int = 1000) -> int:
     """``once``: publish everything recorded so far, then return. Otherwise poll every
     ``interval`` seconds until SIGTERM/SIGINT."""

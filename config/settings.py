@@ -94,6 +94,9 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     audit_store: str = "memory://"  # the audit chains (audit/, docs/audit.md): sqlite:///path, postgresql://...
     audit_hmac_keys: str = field(default="", repr=False)  # "id:secret,...": the first keys new audit entries
+    keystore_url: str = "memory://"  # per-data-subject keys (privacy/keystore.py): sqlite:///path (or a KMS hook)
+    master_key: str = field(default="", repr=False)  # base64 of 32 bytes wrapping them; "" = the dev key. Never logged
+    keystore_cache_ttl_s: float = 60.0  # how long a worker keeps a key (and may still use a key destroyed elsewhere)
     topic_renames: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -147,6 +150,9 @@ def load(profile: str | None = None) -> Settings:
         webhooks=_webhooks(state_dir / profile, ports["webhook_metrics"]),
         audit_store=_env("KUAILV_AUDIT_STORE", f"sqlite:///{state_dir / profile / 'audit.sqlite'}"),
         audit_hmac_keys=os.environ.get("KUAILV_AUDIT_HMAC_KEYS", ""),
+        keystore_url=_env("KUAILV_KEYSTORE", f"sqlite:///{state_dir / profile / 'keys.sqlite'}"),
+        master_key=os.environ.get("KUAILV_MASTER_KEY", ""),
+        keystore_cache_ttl_s=float(_env("KUAILV_KEYSTORE_CACHE_TTL_S", "60")),
         topic_renames=_renames(os.environ.get("KUAILV_TOPIC_RENAMES", "")),
     )
 

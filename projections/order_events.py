@@ -5,6 +5,10 @@ modified). ``validate(event_type, event, view)`` raises ``InvalidEvent`` for
 data no state could accept (negative quantities, unknown line, coordinates out
 of range). The view is the ``kuailv.projections.OrderState`` Avro record with
 times as epoch ms.
+
+Personal fields (driver name and phone, the receiver's name) are copied into the
+view as they come, a plain string or a sealed dict (``privacy.sealed``); nothing
+here reads, checks or decrypts them.
 """
 
 from __future__ import annotations

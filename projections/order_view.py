@@ -29,7 +29,9 @@ def _point(p: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def public_view(view: Mapping[str, Any]) -> dict[str, Any]:
-    """camelCase JSON for APIs, the CLI and Redis readers; times are ISO-8601 UTC."""
+    """camelCase JSON for APIs, the CLI and Redis readers; times are ISO-8601 UTC. Personal fields
+    (``driverInfo.name``/``phone``, ``signature.receiverName``) are copied as they are: sealed dicts
+    for data written through the command side, opened only at the edge (``privacy.fields.reveal_view``)."""
     driver = view["driver"]
     driver_info = None
     if driver is not None:

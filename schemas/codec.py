@@ -90,6 +90,20 @@ except ImportError:  # pragma: no cover - another fastavro build
     _fastavro_read_data = None
 
 
+def _named_types(parsed: Any) -> dict[str, Any]:
+    """Full name -> definition of every named type in a parsed schema: what fastavro's reader looks a
+    named reference up in (``"kuailv.privacy.Sealed"`` used a second time in one schema)."""
+    named: dict[str, Any] = {}
+    fastavro.parse_schema(parsed, named_schemas=named, _write_hint=False)
+    return named
+
+
+def _older_versions(entry: Any) -> list[Any]:
+    """The committed schemas of ``entry``'s record name older than it, newest first."""
+    older = [e for e in CommittedCatalog.load().entries() if e.name == entry.name and e.version < entry.version]
+    return sorted(older, key=lambda e: e.version, reverse=True)
+
+
 def _read_body(buf: io.BytesIO, plan: _ReadPlan) -> Any:
     if _fastavro_read_data is not None:
         return _fastavro_read_data(buf, plan.writer, plan.named, plan.reader, _READ_OPTIONS)
@@ -138,8 +152,7 @@ class AvroCodec:
             reader = self.catalog.latest(writer.name)
             w = writer.parsed_ms if self.epoch_ms else writer.parsed
             r = None if reader.id == writer.id else (reader.parsed_ms if self.epoch_ms else reader.parsed)
-            named = {"writer": dict(w.get("__named_schemas", {})),
-                     "reader": dict(r.get("__named_schemas", {})) if r is not None else {}}
+            named = {"writer": _named_types(w), "reader": _named_types(r) if r is not None else {}}
             plan = self._plans[schema_id] = _ReadPlan(writer.short_name, writer.name, w, r, named)
         return plan
 
@@ -168,17 +181,29 @@ class AvroCodec:
     # --- Avro JSON encoding (replay files) -------------------------------------------
 
     def from_avro_json(self, record_type: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Decode one record from its Avro JSON form (unions as {"type": value})."""
+        """Decode one record from its Avro JSON form (unions as {"type": value}).
+
+        A JSON line names no schema version, and a widened field changes its JSON form (a personal field's
+        ``"王经理"`` became ``{"string": "王经理"}`` when it became ``string | Sealed``): a line that is not
+        the newest version's JSON is read with each older committed version in turn, newest first, and
+        resolved to the newest shape, so files exported before a schema change still replay."""
         entry = self.catalog.latest(record_type)
-        try:
-            value = next(iter(fastavro.json_reader(io.StringIO(json.dumps(obj)), entry.parsed)))
-            # The JSON reader does not type-check ("100" for a long passes): validate like a writer would.
-            fastavro.validation.validate(value, entry.parsed, raise_errors=True, strict=True)
-            return value
-        except StopIteration:
-            raise AvroDecodeFailed(f"empty {entry.name} JSON record") from None
-        except Exception as exc:
-            raise AvroDecodeFailed(f"JSON is not a valid {entry.name}: {type(exc).__name__}: {exc}") from exc
+        text = json.dumps(obj)
+        first_error: Exception | None = None
+        for writer in (entry, *_older_versions(entry)):
+            try:
+                reader = None if writer is entry else entry.parsed
+                value = next(iter(fastavro.json_reader(io.StringIO(text), writer.parsed, reader)))
+                # The JSON reader does not type-check ("100" for a long passes): validate like a writer would.
+                fastavro.validation.validate(value, entry.parsed, raise_errors=True, strict=True)
+                return value
+            except StopIteration:
+                raise AvroDecodeFailed(f"empty {entry.name} JSON record") from None
+            except Exception as exc:
+                first_error = first_error or exc
+        assert first_error is not None
+        raise AvroDecodeFailed(f"JSON is not a valid {entry.name}: {type(first_error).__name__}: {first_error}"
+                               ) from first_error
 
     def to_avro_json(self, record_type: str, value: dict[str, Any]) -> dict[str, Any]:
         entry = self.catalog.latest(record_type)

@@ -294,6 +294,21 @@ def _field_rows(record: dict[str, Any], namespace: str, types: TypeRenderer) -> 
 FIELD_HEADER = ("field", "type", "PII", "doc")
 
 
+def widens(old: Any, new: Any) -> bool:
+    """Is every value of type ``old`` read unchanged with type ``new``? The same type, a union holding it
+    (``string`` -> ``string | Sealed``), or records and unions made of such parts."""
+    if old == new:
+        return True
+    if isinstance(old, list):
+        return isinstance(new, list) and all(any(widens(o, n) for n in new) for o in old)
+    if isinstance(new, list):
+        return any(widens(old, n) for n in new)
+    if isinstance(old, dict) and isinstance(new, dict) and old.get("type") == new.get("type") == "record":
+        return (old["name"] == new["name"] and [f["name"] for f in old["fields"]] == [f["name"] for f in new["fields"]]
+                and all(widens(o["type"], n["type"]) for o, n in zip(old["fields"], new["fields"], strict=True)))
+    return False
+
+
 def _version_notes(t: RecordType) -> list[str]:
     """How each older version differs from the latest (field names and types)."""
     latest = {f["name"]: f for f in t.latest.raw["fields"]}
@@ -302,12 +317,17 @@ def _version_notes(t: RecordType) -> list[str]:
         fields = {f["name"]: f for f in older.raw["fields"]}
         added = [f"`{n}`" for n in latest if n not in fields]
         removed = [f"`{n}`" for n in fields if n not in latest]
-        changed = [f"`{n}`" for n in fields if n in latest and fields[n]["type"] != latest[n]["type"]]
+        kept = [n for n in fields if n in latest and fields[n]["type"] != latest[n]["type"]]
+        narrower = [f"`{n}`" for n in kept if widens(fields[n]["type"], latest[n]["type"])]
+        changed = [f"`{n}`" for n in kept if not widens(fields[n]["type"], latest[n]["type"])]
         parts = []
         if added:
             parts.append(f"without {', '.join(added)}")
         if removed:
             parts.append(f"with {', '.join(removed)} (since removed)")
+        if narrower:
+            parts.append(f"with narrower types for {', '.join(narrower)} (each of its values reads unchanged, e.g. a"
+                         " plain `string` where the latest allows `string | Sealed`)")
         if changed:
             parts.append(f"with another type for {', '.join(changed)}")
         diff = "; ".join(parts) if parts else "same fields, other docs or attributes"

@@ -12,8 +12,10 @@ identity only, so ``-0.0``/``0.0`` or an equal-but-rebuilt list never reuse stal
 
 The writers follow the Avro specification for the types projections use: string, int,
 long (``timestamp-millis`` as epoch-ms ints), double, float, boolean, enum, records of
-those, ``["null", T]`` unions, arrays and maps. Any other type (bytes, fixed, unions of
-several records, ...) is written by fastavro through that field's schema alone. A value
+those, ``["null", T]`` unions, unions a value's Python type decides (null / string / one
+record: a personal field's ``["string", kuailv.privacy.Sealed]``), arrays and maps. Any
+other type (bytes, fixed, unions of several records, ...) is written by fastavro through
+that field's schema alone. A value
 that does not fit (a missing or extra field, a ``datetime`` for a timestamp, a wrong
 type) makes the whole record fall back to ``AvroCodec.encode``, so errors and edge cases
 behave exactly as before. ``tests/unit/schemas/test_fieldwise_encoder.py`` checks byte
@@ -216,6 +218,33 @@ def _map(value: Writer) -> Writer:
     return enc
 
 
+def _union_by_type(branches: list[Any]) -> Writer | None:
+    """A union whose branch a value's Python type decides: at most one of null, string and a record each
+    (``["string", kuailv.privacy.Sealed]``: plain text or a sealed value). fastavro picks the same branch:
+    the only one a ``None``/``str``/``dict`` can be valid for. Other unions: None (fastavro writes them)."""
+    kinds = {"null": type(None), "string": str}
+    table: dict[type, tuple[bytes, Writer]] = {}
+    for i, branch in enumerate(branches):
+        if isinstance(branch, str) and branch in kinds:
+            py_type = kinds[branch]
+        elif isinstance(branch, dict) and branch.get("type") == "record":
+            py_type = dict
+        else:
+            return None
+        write = writer_for(branch)
+        if write is None or py_type in table:
+            return None
+        table[py_type] = (encode_long(i), write)
+
+    def enc(v: Any) -> bytes:
+        chosen = table.get(type(v))
+        if chosen is None:
+            raise Fallback
+        return chosen[0] + chosen[1](v)
+
+    return enc
+
+
 def writer_for(t: Any) -> Writer | None:
     """A writer for ``t`` (named types expanded), or None when fastavro must do it."""
     if isinstance(t, str):
@@ -225,7 +254,7 @@ def writer_for(t: Any) -> Writer | None:
             other = t[1] if t[0] == "null" else t[0]
             inner = writer_for(other)
             return None if inner is None or other == "null" else _nullable(inner, null_first=t[0] == "null")
-        return None
+        return _union_by_type(t)
     kind = t.get("type")
     if kind == "enum":
         return _enum(list(t["symbols"]))

@@ -26,7 +26,7 @@ from service.audit_trail import ApiAudit
 from service.auth import AuthError, Principal, verify
 from service.graphql_api import graphql_router
 from service.models import READ_ERRORS
-from service.policy import Access, command_access
+from service.policy import Access, command_access, may_erase
 from service.reads import MAX_ALERTS, ReadError, Reads
 from service.track import MAX_POINTS
 from service.webhook_routes import webhook_router
@@ -194,6 +194,20 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
                    "location": body.location.model_dump(), "lines": lines}
         return command(who, order_id, "deliver", signing, receiver_name=body.receiver_name, **signing)
 
+    @app.post("/customers/{customer_id}/erasure", status_code=202, tags=["privacy"],
+              response_model=models.ErasureReport, responses=READ_ERRORS)
+    def erase(customer_id: str, who: Caller) -> dict[str, Any]:
+        """Erase the customer's personal data (crypto-shredding: their keys destroyed, current views rewritten
+        without it, the erasure in the audit trail). Orders, alerts and KPIs stay."""
+        from audit.actions import record_action
+        from privacy.erasure import erase_customer
+
+        _deny(may_erase(who, customer_id))
+        report = erase_customer(settings, customer_id, keys=reads.reveal.keys(), codec=codec,
+                                actor=(who.subject, who.role),
+                                audit=lambda *entry: record_action(audit.store(), *entry))
+        return report.as_dict()
+
     from service.live_routes import live_router
     from service.observability import RequestMetrics, metrics_router
 
@@ -218,8 +232,10 @@ class _Commands:
     def service(self) -> Any:
         if self._service is None:
             from commands.order_service import OrderService
+            from service.reveal import process_keystore
 
-            self._service = OrderService.from_url(self.settings.eventstore_url)
+            self._service = OrderService.from_url(self.settings.eventstore_url,
+                                                  keys=process_keystore(self.settings))  # one cache per process
         return self._service
 
     def view(self, order_id: str) -> dict[str, Any] | None:

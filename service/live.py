@@ -44,6 +44,7 @@ from schemas.topics import ALERTS, ORDER_ETAS, ORDER_STATE, TopicSpec
 from service import metrics
 from service.live_changes import Change, Interest, catch_up_ranges, encode_cursor, matches
 from service.policy import change_visible, redact
+from service.reveal import Revealer
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,13 @@ class Owners:
 
 
 def to_change(kind: str, topic: str, partition: int, offset: int, value: Mapping[str, Any],
-              owners: Owners) -> Change:
-    """One decoded record -> a change with its owners (the order view goes out as the public JSON)."""
+              owners: Owners, opened: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Change:
+    """One decoded record -> a change with its owners (the order view goes out as the public JSON, its sealed
+    personal data opened by ``opened``, here in the feed's thread; each client's role then cuts it)."""
     if kind == "order":
         view = public_view(value)
+        if opened is not None:
+            view = opened(view)
         driver = (view.get("driverInfo") or {}).get("driverId")
         owners.learn(view["orderId"], (view["customerId"], driver, view["warehouseId"]))
         return Change(kind, topic, partition, offset, view["orderId"], view["customerId"], driver,
@@ -106,6 +110,7 @@ class LiveFeed:
         self.codec = codec
         self.kinds = {settings.topic_renames.get(t.name, t.name): kind for t, kind in FEED_TOPICS}
         self.owners = Owners(owner_lookup)
+        self.opened = Revealer(settings).opened
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -163,7 +168,7 @@ class LiveFeed:
                 continue
             try:
                 decoded = self.codec.decode(m.value())
-                changes.append(to_change(self.kinds[topic], topic, p, off, decoded.value, self.owners))
+                changes.append(to_change(self.kinds[topic], topic, p, off, decoded.value, self.owners, self.opened))
             except Exception as exc:  # bad input never stops the feed; the workers dead-letter it
                 log.warning("live feed: skipped %s[%d]@%d: %s", topic, p, off, exc)
         return changes, advanced
@@ -196,7 +201,7 @@ class LiveFeed:
                         try:
                             decoded = self.codec.decode(m.value())
                             out.append(to_change(self.kinds[tp[0]], tp[0], tp[1], m.offset(), decoded.value,
-                                                 self.owners))
+                                                 self.owners, self.opened))
                         except Exception as exc:
                             log.warning("live feed resume: skipped %s[%d]@%d: %s", *tp, m.offset(), exc)
                     if len(out) > limit:

@@ -235,3 +235,13 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "a parameter is invalid (named in detail)"},
     503: {"model": Problem, "description": "a store did not answer"},
 }
+
+
+class ErasureReport(BaseModel):
+    """What an erasure did (``privacy.erasure``)."""
+
+    subject: str = Field(description="the data subject, customer:<id>")
+    keyVersionsDestroyed: int = Field(description="key versions destroyed (0: erased before)")
+    orders: int = Field(description="the customer's orders found in the Redis index")
+    viewsRewritten: int = Field(description="current views rewritten without the personal data (Redis + topic)")
+    at: int = Field(description="when, epoch ms")

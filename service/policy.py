@@ -194,3 +194,13 @@ def may_manage_subscriptions(caller: Caller) -> Access:
     if caller.role == "operator":
         return ALLOW
     return Access(False, f"a {caller.role} may not manage webhook subscriptions (operators only)")
+
+
+def may_erase(caller: Caller, customer_id: str) -> Access:
+    """Who may have a customer's personal data erased (crypto-shredding): operators and customer service on a
+    request, and the customer (merchant) themselves."""
+    if caller.role in EVERYTHING:
+        return ALLOW
+    if caller.role in ("merchant", "customer") and caller.tenant == customer_id:
+        return ALLOW
+    return Access(False, f"a {caller.role} may not erase customer {customer_id}'s personal data")

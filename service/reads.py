@@ -26,10 +26,10 @@ from service.policy import (
     may_read_driver,
     may_read_track,
     order_access,
-    redact,
     redact_alert,
     visible_load,
 )
+from service.reveal import Revealer
 from streams import queries
 
 INDEXES = ("status", "customer", "driver", "warehouse")
@@ -81,6 +81,7 @@ class Reads:
         self.settings = settings
         self.codec = codec
         self.clock_ms = clock_ms
+        self.reveal = Revealer(settings)
 
     # ------------------------------------------------------------------ orders
     def order(self, who: Caller, order_id: str) -> dict[str, Any]:
@@ -89,7 +90,7 @@ class Reads:
         if doc is None:
             raise NotFound(f"order {order_id} is neither in Redis nor on {order_store.ORDER_EVENTS.name}")
         allow(order_access(who, doc))
-        return redact(who, doc)
+        return self.reveal.present(who, doc)
 
     def orders(self, who: Caller, *, status: str | None = None, customer: str | None = None,
                driver: str | None = None, warehouse: str | None = None, cursor: str | None = None,
@@ -107,7 +108,7 @@ class Reads:
         except ValueError as exc:  # a cursor this API did not give out
             raise Invalid(str(exc)) from exc
         docs = [d for d in (queries.order_document(self.settings, oid) for oid in chosen) if d is not None]
-        return {"orders": [redact(who, d) for d in docs], "nextCursor": nxt}
+        return {"orders": [self.reveal.present(who, d) for d in docs], "nextCursor": nxt}
 
     # ------------------------------------------------------------------ alerts
     def order_alerts(self, who: Caller, order_id: str) -> list[dict[str, Any]]:

@@ -37,7 +37,8 @@ from streams.simulation_runner import SimulationProgress, simulate_into_system
 INPUT_TOPICS = (ORDER_EVENTS.name, GPS.name, SENSORS.name)
 # (consumer group suffix, topics): every agent's group must have caught up before the run ends
 GROUPS = (("", INPUT_TOPICS), ("-geofences", (GPS.name, VAN_ORDERS.name)),
-          ("-alerts", (ORDER_EVENTS.name, SENSORS.name)), ("-fleet", (FLEET.name,)))
+          ("-alerts", (ORDER_EVENTS.name, SENSORS.name)), ("-fleet", (FLEET.name,)),
+          ("-audit", (ORDER_EVENTS.name,)))  # the audit worker (kuailv audit run) chains the order log
 STATUS_ORDER = ["CREATED", "PAID", "PICKING", "DELIVERING", "EXCEPTION_HANDLING", "SIGNED", "RETURNING", "RETURNED",
                 "CLAIMING", "CLAIM_SETTLED", "OUT_OF_STOCK", "CANCELLED"]
 
@@ -92,7 +93,9 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     procs.append(_spawn(["relay", "--interval", "0.2"], settings, "relay.log"))
     procs.append(_spawn(["serve"], settings, "api.log"))
     procs.append(_spawn(["webhooks", "run", "--loglevel", "warning"], settings, "webhooks.log"))
-    print(f"started {workers} worker(s), the outbox relay, the webhook delivery worker and the API on "
+    procs.append(_spawn(["audit", "run", "--loglevel", "warning"], settings, "audit.log"))
+    print(f"started {workers} worker(s), the outbox relay, the webhook delivery worker, the audit worker and the "
+          f"API on "
           f"http://{settings.api_host}:{settings.api_port}"
           f" (kuailv serve); logs in {settings.stack_dir / 'logs'}")
     start_ends = sum(end_offsets(settings.kafka_bootstrap, [ORDER_EVENTS.name]).values())
@@ -109,7 +112,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         sim_thread.start()
         prev_count, prev_t = 0, time.monotonic()
         caught_up = False
-        api_line = webhook_line = live_line = ""
+        api_line = webhook_line = live_line = audit_line = ""
         deadline: float | None = None
         while True:
             time.sleep(1.0)
@@ -134,6 +137,9 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
                     api_line, api_ok = _probe_api(settings, sim.order_ids)
                     webhook_line = _probe_webhooks(settings)
                     live_line = live.stop()
+                    audit_line, audit_ok = _probe_audit(settings)
+                    if not audit_ok:
+                        failed = audit_line
                     if not api_ok:
                         failed = api_line
                     break
@@ -158,6 +164,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         print(api_line)
         print(webhook_line)
         print(live_line)
+        print(audit_line)
     open_alerts = alert_listing(settings, open_only=True, limit=8)
     if open_alerts:
         print(f"\n$ kuailv alerts --open   ({stats['open_alerts']} open; newest {len(open_alerts)})")
@@ -205,6 +212,25 @@ def _probe_api(settings: Settings, order_ids: list[str]) -> tuple[str, bool]:
         except OSError:
             time.sleep(0.5)
     return f"API: nothing listening at {url} (see {settings.stack_dir / 'logs' / 'api.log'})", False
+
+
+def _probe_audit(settings: Settings) -> tuple[str, bool]:
+    """Verify every audit chain as ``kuailv audit verify`` does: entries, chains, intact or the first break."""
+    from audit.chain import Keys
+    from audit.store import AuditStore
+
+    store = AuditStore.from_url(settings.audit_store, Keys.parse(settings.audit_hmac_keys))
+    try:
+        verdicts = [store.verify(chain) for chain in store.chains()]
+    finally:
+        store.close()
+    broken = [v for v in verdicts if not v.ok]
+    entries = sum(v.checked for v in verdicts)
+    if broken:
+        b = broken[0]
+        return f"audit: chain {b.chain} BROKEN after {b.checked} entries: {b.broken}", False
+    return (f"audit: {entries:,} entries in {len(verdicts)} hash chains, all intact "
+            f"(kuailv audit verify; store {settings.audit_store})"), True
 
 
 def _probe_webhooks(settings: Settings, wait_s: float = 60.0) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from commands.errors import CommandError
 from commands.order_service import OrderService
 from config.settings import Settings
+from privacy.keystore import keystore_from_settings
 from projections.timefmt import ms
 from schemas.codec import AvroCodec
 from schemas.topics import topic_for_record
@@ -67,7 +68,7 @@ def simulate_into_system(settings: Settings, *, orders: int, seed: int, speedup:
     progress = progress or SimulationProgress()
     config = SimulationConfig(seed=seed, orders=orders, start=next_start(settings))
     progress.first_event_ms = config.start
-    service = OrderService.from_url(settings.eventstore_url)
+    service = OrderService.from_url(settings.eventstore_url, keys=keystore_from_settings(settings))  # seals PII
     codec = AvroCodec()
     telemetry = KafkaOutput(make_producer(settings.kafka_bootstrap, "kuailv-simulator"))
     prev_at: int | None = None

@@ -33,6 +33,8 @@ def test_main_job_runs_the_simulated_city_end_to_end(stack: Settings) -> None:
     assert hooks, run.stdout[-2000:]  # the webhook delivery worker ran beside the workers and reported
     live = re.search(r"^live feed: (\d+) alert changes pushed over /ws", run.stdout, re.M)
     assert live and int(live.group(1)) > 0, run.stdout[-2000:]  # alerts reached a WebSocket client as they opened
+    audit = re.search(r"^audit: ([\d,]+) entries in (\d+) hash chains, all intact", run.stdout, re.M)
+    assert audit and int(audit.group(1).replace(",", "")) >= 40, run.stdout[-2000:]  # the order log, chained
     doc_text = run.stdout.split("$ kuailv order ", 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]
     doc = json.loads(doc_text)
     assert {"orderId", "status", "driverInfo", "eta", "items"} <= doc.keys()

@@ -82,6 +82,12 @@ class ApiClient:
             self.check("GET", path, token, status, ctype, data)
         return status, json.loads(data or b"null") if "json" in ctype else data.decode()
 
+    def post(self, path: str, body: Any, token: str | None = None) -> tuple[int, Any]:
+        """A REST command; the answer is checked against ``/openapi.json`` like a read's."""
+        status, ctype, data = self._call("POST", path, token, json.dumps(body).encode())
+        self.check("POST", path, token, status, ctype, data)
+        return status, json.loads(data or b"null") if "json" in ctype else data.decode()
+
     def graphql(self, query: str, token: str | None, **variables: Any) -> tuple[int, Any]:
         body = json.dumps({"query": query, "variables": variables}).encode()
         status, ctype, data = self._call("POST", "/graphql", token, body)

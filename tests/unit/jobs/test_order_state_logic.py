@@ -6,12 +6,15 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from jobs.order_state_logic import OrderStateLogic, dump_state, load_state, source_record
 from projections.order_state import fold_all
 from projections.timefmt import jsonable
 from schemas.codec import AvroCodec
 from schemas.topics import DEAD_LETTERS, FLEET, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 from simulator.events import order_story
+from tests.unit.privacy.sealed_logs import has_plaintext, sealed_log
 
 CODEC = AvroCodec()
 
@@ -50,9 +53,12 @@ def run(records: list, logic: OrderStateLogic | None = None, state: FlinkState |
     return {k: load_state(v) for k, v in state.slots.items()}, outputs
 
 
-def test_shuffled_duplicated_log_gives_the_in_order_states_and_latest_projection_per_order() -> None:
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_shuffled_duplicated_log_gives_the_in_order_states_and_latest_projection_per_order(sealed: bool) -> None:
+    """``sealed``: the log as the command side writes it (personal fields sealed): the same outcome."""
     log = [e for i, ending in enumerate(["signed", "redispatched", "refused", "cancelled"])
            for e in order_story(f"KLF{i}", ending=ending)]
+    log = sealed_log(log) if sealed else log
     rng = random.Random(5)
     noisy = log + rng.sample(log, 12)
     rng.shuffle(noisy)
@@ -76,6 +82,7 @@ def test_shuffled_duplicated_log_gives_the_in_order_states_and_latest_projection
         assert CODEC.encode("OrderState", CODEC.decode(value).value) == value  # incremental = full encode
     for oid, state in expected.items():
         assert jsonable(latest[oid]) == state["view"]
+    assert has_plaintext((latest, states), ("张三", "13800001234", "李厨师")) is not sealed
     assert [vo["state"] for vo in van_orders["KLF1"]][:2] == ["ON_BOARD", "OFF_BOARD"]  # redispatched: off the 1st van
     assert requests == [("KLF1", "KLF1#1")]
 

@@ -128,7 +128,8 @@ def test_schemas_doc_marks_every_pii_field():
     ("`timestamp-millis`", "a logical type"),
     ("`map<string, timestamp-millis>`", "a map"),
     ("(unknown Category symbols read as OTHER)", "an enum default"),
-    ("- version 1 (schema id 1): without `remark`.", "what an older version lacks"),
+    ("- version 1 (schema id 1): without `remark`;", "what an older version lacks"),
+    ("- version 1 (schema id 8): with narrower types for `driver_name`, `driver_phone`", "a widened type"),
 ])
 def test_types_are_rendered_readably(text: str, expected: str):
     assert text in render_schemas(), expected

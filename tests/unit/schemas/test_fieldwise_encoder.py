@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projections.order_state import fold
+from privacy.sealed import is_sealed, seal
+from projections.order_state import fold, fold_all
 from schemas.catalog import SchemaEntry, without_timestamp_types
 from schemas.codec import AvroCodec
 from schemas.errors import EncodeFailed
 from schemas.fieldwise_encoder import FieldwiseEncoder, encode_long, encode_string
 from simulator.events import order_story
+from tests.unit.privacy.sealed_logs import sealed_log
 from tests.unit.schemas.test_codec_roundtrip import LATEST, _ids, avro_values, fuzz
 
 CODEC = AvroCodec(epoch_ms=True)
@@ -51,6 +53,31 @@ def test_each_view_of_a_story_encoded_from_the_previous_one_is_fastavros_bytes(e
         assert memo.data == CODEC.encode("OrderState", state["view"])
         n += 1
     assert n >= 3
+
+
+@pytest.mark.parametrize("ending", ["signed", "redispatched", "refused"])
+def test_views_with_sealed_personal_fields_are_fastavros_bytes_without_falling_back(ending: str) -> None:
+    """OrderState v2: a personal field is ``string | Sealed``; the encoder writes either branch itself."""
+    enc = FieldwiseEncoder(CODEC, "OrderState")
+    state, memo, sealed_views = None, None, 0
+    for event_type, event in sealed_log(order_story(f"KLFW-S-{ending}", ending=ending)):
+        state = fold(state, event_type, event).state
+        memo = enc.encode(state["view"], memo)
+        assert memo.data == CODEC.encode("OrderState", state["view"])
+        assert memo.parts, "fell back to the whole-record encoder"
+        sealed_views += state["view"]["driver"] is not None and is_sealed(state["view"]["driver"]["name"])
+    assert sealed_views >= 2
+
+
+def test_a_view_mixing_plain_and_sealed_values_and_a_bad_sealed_value() -> None:
+    enc = FieldwiseEncoder(CODEC, "OrderState")
+    view = fold_all(order_story("KLFW-M"))[0]["KLFW-M"]["view"]
+    sealed_name = seal("张三", key=bytes(32), key_id="driver:DRV-001", key_version=1, label="driver.name")
+    mixed = {**view, "driver": {**view["driver"], "name": sealed_name}}  # the phone stays plain text
+    assert enc.encode(mixed, enc.encode(view)).data == CODEC.encode("OrderState", mixed)
+    broken = {**mixed, "driver": {**mixed["driver"], "name": {"key_id": "driver:DRV-001"}}}
+    with pytest.raises(EncodeFailed):
+        enc.encode(broken)
 
 
 def test_unsupported_values_fall_back_to_the_general_encoder_and_its_errors() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from schemas.catalog import CommittedCatalog, SchemaEntry, full_name
 from schemas.codec import AvroCodec
+from schemas.errors import AvroDecodeFailed
 from simulator.events import T0, order_created
 
 AVRO_DIR = resources.files("schemas").joinpath("avro")
@@ -86,7 +87,7 @@ def test_order_created_v1_decodes_into_the_v2_shape():
 
 def test_order_created_v2_only_adds_an_optional_remark():
     v1, v2 = CATALOG.by_id(1).raw, CATALOG.by_id(2).raw
-    assert CATALOG.latest("OrderCreated").id == 2
+    assert CATALOG.by_id(2).version == 2
     assert v2["fields"][:-1] == v1["fields"]
     assert v2["fields"][-1]["name"] == "remark"
     assert v2["fields"][-1]["type"] == ["null", "string"]
@@ -137,6 +138,98 @@ def test_order_eta_v1_json_form_reads_with_v2():
         del as_json[name]  # a replay file written before v2
     read = codec.from_avro_json("OrderEta", as_json)
     assert all(read[name] is None for name in ETA_V2_FIELDS)
+
+
+# --- personal fields become "plain text or sealed" (issue 9) -----------------------------
+
+SEALING_VERSIONS = [(2, 17, "OrderCreated"), (8, 18, "OrderDispatched"), (9, 19, "OrderDelivered"),
+                    (201, 202, "OrderState")]
+
+
+def _personal_paths(raw: dict[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for f in raw["fields"]:
+        if f.get("pii"):
+            out.add(prefix + f["name"])
+        for branch in f["type"] if isinstance(f["type"], list) else [f["type"]]:
+            if isinstance(branch, dict) and branch.get("type") == "record":
+                out |= _personal_paths(branch, f"{prefix}{f['name']}.")
+    return out
+
+
+def _strip_personal(raw: Any) -> Any:
+    """The schema with each personal field's type and doc blanked: what must not change between the versions."""
+    if isinstance(raw, list):
+        return [_strip_personal(b) for b in raw]
+    if isinstance(raw, dict):
+        if raw.get("pii"):
+            return {k: v for k, v in raw.items() if k not in ("type", "doc")}
+        return {k: _strip_personal(v) for k, v in raw.items() if k != "doc"}
+    return raw
+
+
+@pytest.mark.parametrize(("old_id", "new_id", "name"), SEALING_VERSIONS, ids=[n for *_, n in SEALING_VERSIONS])
+def test_the_sealing_version_only_widens_the_personal_fields(old_id: int, new_id: int, name: str):
+    old, new = CATALOG.by_id(old_id), CATALOG.by_id(new_id)
+    assert (old.short_name, new.short_name) == (name, name) and new.version == old.version + 1
+    assert CATALOG.latest(name) is new
+    assert _strip_personal(new.raw) == _strip_personal(old.raw)
+    assert _personal_paths(new.raw) == _personal_paths(old.raw) != set()
+
+
+def _sealed_value(label: str) -> dict[str, Any]:
+    from privacy.sealed import seal
+
+    return seal("王经理", key=bytes(32), key_id="customer:CUST-0001", key_version=1, label=label)
+
+
+def test_an_old_plain_text_record_and_a_new_sealed_one_both_decode_with_the_newest_reader():
+    _, plain = order_created("KL20260601001")
+    old = codec.decode(_frame(CATALOG.by_id(2), plain))  # a v2 producer: plain text
+    assert (old.schema_id, old.value["customer_name"]) == (2, "王经理")
+    sealed = {**plain, "customer_name": _sealed_value("customer.name"), "customer_phone": "13812345678",
+              "delivery_address": {**plain["delivery_address"], "text": _sealed_value("customer.address")}}
+    new = codec.decode(codec.encode("OrderCreated", sealed))
+    assert new.schema_id == 17
+    assert new.value["customer_name"] == sealed["customer_name"]
+    assert new.value["delivery_address"]["text"] == sealed["delivery_address"]["text"]
+    assert new.value["customer_phone"] == "13812345678"  # a v3 record may still carry plain text
+    assert codec.decode(codec.encode("OrderCreated", plain)).value == old.value
+
+
+def test_an_order_state_v1_record_decodes_into_v2():
+    from projections.order_state import fold_all
+    from simulator.events import order_story
+
+    view = fold_all(order_story("KL-V1", ending="signed"))[0]["KL-V1"]["view"]
+    ms_codec = AvroCodec(epoch_ms=True)
+    v1 = CATALOG.by_id(201)
+    decoded = ms_codec.decode(_frame(v1, view))  # a worker still on v1
+    assert (decoded.schema_id, decoded.value) == (201, view)
+    sealed = {**view, "driver": {**view["driver"], "name": _sealed_value("driver.name")}}
+    assert ms_codec.decode(ms_codec.encode("OrderState", sealed)).value == sealed
+
+
+def test_a_sealed_record_in_avro_json_form_reads_back():
+    _, plain = order_created("KL20260601001")
+    sealed = {**plain, "customer_name": _sealed_value("customer.name")}
+    as_json = codec.to_avro_json("OrderCreated", sealed)
+    assert as_json["customer_name"] == {"kuailv.privacy.Sealed": sealed["customer_name"]}
+    assert as_json["customer_phone"] == {"string": "13812345678"}
+    assert codec.from_avro_json("OrderCreated", as_json)["customer_name"] == sealed["customer_name"]
+
+
+def test_a_json_line_exported_before_sealing_still_reads():
+    """Before v3 a personal field's Avro JSON was a bare string; now it is a union branch ({"string": ...})."""
+    _, plain = order_created("KL20260601001")
+    out = io.StringIO()
+    fastavro.json_writer(out, CATALOG.by_id(2).parsed, [plain])  # what `kuailv export` wrote with v2
+    old_line = json.loads(out.getvalue())
+    assert old_line["customer_name"] == "王经理" and old_line["delivery_address"]["text"].startswith("北京")
+    read = codec.from_avro_json("OrderCreated", old_line)
+    assert read == codec.decode(codec.encode("OrderCreated", plain)).value
+    with pytest.raises(AvroDecodeFailed, match=r"JSON is not a valid kuailv\.events\.OrderCreated"):
+        codec.from_avro_json("OrderCreated", {**old_line, "customer_name": 5})
 
 
 # --- every later version reads every earlier one --------------------------------------

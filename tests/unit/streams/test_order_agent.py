@@ -31,6 +31,7 @@ from streams.order_agent import OrderStateAgent
 from streams.runtime.batch_loop import Staged
 from streams.sinks.errors import SinkError
 from streams.source import SourceRecord
+from tests.unit.privacy.sealed_logs import has_plaintext, sealed_log
 from tests.unit.streams.fakes import FakeOrderStore, FakeStats, ListOutput
 
 CODEC = AvroCodec()
@@ -123,10 +124,14 @@ def assert_dead_letter(dl: Mapping[str, Any], rec: SourceRecord, reason_code: st
 # --- good input ---------------------------------------------------------------------------------
 
 
-def test_duplicated_and_reordered_stories_give_the_fold_all_views() -> None:
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_duplicated_and_reordered_stories_give_the_fold_all_views(sealed: bool) -> None:
+    """``sealed``: the log as the command side writes it (personal fields sealed): the same outcome."""
     stories = {oid: order_story(oid, T0 + i * MINUTE, ending=ending)
                for i, (oid, ending) in enumerate([("O-1", "signed"), ("O-2", "redispatched"), ("O-3", "refused"),
                                                   ("O-4", "cancelled"), ("O-5", "out_of_stock")])}
+    if sealed:
+        stories = {oid: sealed_log(story) for oid, story in stories.items()}
     all_events = [ev for story in stories.values() for ev in story]
     rng = random.Random(20260601)
     delivered = all_events + rng.sample(all_events, 15)  # at-least-once: 15 re-deliveries
@@ -147,6 +152,7 @@ def test_duplicated_and_reordered_stories_give_the_fold_all_views() -> None:
     # the last projection record of each order is its final view (a compacted topic keeps exactly that)
     last = dict(projections(output))
     assert last == {oid: s["view"] for oid, s in want.items()}
+    assert has_plaintext((last, store.load(list(stories))), ("张三", "13800001234", "李厨师")) is not sealed
 
 
 def test_each_changed_order_gets_one_projection_record_keyed_by_order_id() -> None:

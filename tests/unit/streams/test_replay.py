@@ -19,18 +19,20 @@ from schemas.topics import ORDER_EVENTS
 from simulator.events import MINUTE, T0, Event, order_story, payment_confirmed
 from streams.replay import export_lines, replay_lines, replay_records
 from streams.source import SourceRecord
+from tests.unit.privacy.sealed_logs import has_plaintext, sealed_log
 
 CODEC = AvroCodec()
 ENDINGS = ["signed", "redispatched", "refused", "cancelled", "out_of_stock"]
 
 
-def history() -> list[Event]:
+def history(sealed: bool = False) -> list[Event]:
+    """Five stories, duplicated and reordered; ``sealed``: as the command side writes them (personal fields sealed)."""
     events = [ev for i, ending in enumerate(ENDINGS)
               for ev in order_story(f"O-{i + 1}", T0 + i * MINUTE, ending=ending)]
     rng = random.Random(7)
     log = events + rng.sample(events, 10)  # duplicates
     rng.shuffle(log)  # and reordering
-    return log
+    return sealed_log(log) if sealed else log
 
 
 def json_line(event_type: str, event: dict[str, Any]) -> str:
@@ -48,8 +50,9 @@ def write(tmp_path: Path, lines: list[str]) -> Path:
     return path
 
 
-def test_replaying_a_file_gives_the_views_of_fold_all(tmp_path: Path) -> None:
-    events = history()
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_replaying_a_file_gives_the_views_of_fold_all(tmp_path: Path, sealed: bool) -> None:
+    events = history(sealed)
     path = write(tmp_path, [json_line(t, e) for t, e in events])
     with path.open(encoding="utf-8") as f:
         result = replay_lines(f, CODEC, source=str(path))
@@ -58,6 +61,7 @@ def test_replaying_a_file_gives_the_views_of_fold_all(tmp_path: Path) -> None:
     assert list(result.views()) == want_views(events)
     assert result.states == fold_all(events)[0]
     assert {v["status"] for v in result.views()} == {"SIGNED", "RETURNING", "CANCELLED", "OUT_OF_STOCK"}
+    assert has_plaintext(list(result.views()), ("张三", "李厨师")) is not sealed
 
 
 def test_bad_lines_are_reported_with_file_and_line_and_the_replay_goes_on(tmp_path: Path) -> None:
@@ -112,8 +116,9 @@ def test_a_known_non_order_record_is_a_reported_line_not_a_crash() -> None:
     assert list(result.views()) == want_views(story)
 
 
-def test_export_then_replay_round_trips() -> None:
-    events = history()
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_export_then_replay_round_trips(sealed: bool) -> None:
+    events = history(sealed)
     records = [SourceRecord(ORDER_EVENTS.name, i % 3, i, e["order_id"].encode(), CODEC.encode(t, e), T0 + i)
                for i, (t, e) in enumerate(events)]
     records.insert(5, SourceRecord(ORDER_EVENTS.name, 0, 999, b"O-1", b"garbage", None))
