@@ -23,14 +23,12 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from audit.chain import PLAIN, Actor, Anchor, Draft, Entry, Head, Keys, Position, Verdict, append, verify
-from commands.eventstore_config import EventStoreConfigError, eventstore_env
 from streams.sinks.errors import SinkError
 from webhooks import sql
-from webhooks.store_config import PostgresTarget, SqliteTarget, StoreTarget
+from webhooks.store_config import StoreTarget, sql_store_target
 
 _COLUMNS = ("chain, seq, prev_hash, hash, kind, subject, at_ms, actor_user, actor_role, source_topic, "
             "source_partition, source_offset, ref, payload, payload_sha256, key_id")
@@ -78,20 +76,7 @@ class Appended:
 
 def audit_target(url: str) -> StoreTarget:
     """The database a ``KUAILV_AUDIT_STORE`` URL names; errors name the URL without its password."""
-    try:
-        env = eventstore_env(url)
-    except EventStoreConfigError as exc:
-        raise AuditStoreError(f"KUAILV_AUDIT_STORE: {exc}".replace("event store URL", "URL")) from None
-    module = env["PERSISTENCE_MODULE"]
-    if module == "eventsourcing.popo":
-        return SqliteTarget(None)
-    if module == "eventsourcing.sqlite":
-        return SqliteTarget(Path(env["SQLITE_DBNAME"]), float(env["SQLITE_LOCK_TIMEOUT"]))
-    return PostgresTarget(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]), dbname=env["POSTGRES_DBNAME"],
-                          user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
-                          schema=env.get("POSTGRES_SCHEMA") or None,
-                          connect_timeout_s=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5")),
-                          lock_timeout_s=float(env["POSTGRES_LOCK_TIMEOUT"]))
+    return sql_store_target(url, "KUAILV_AUDIT_STORE", AuditStoreError)
 
 
 class AuditStore:

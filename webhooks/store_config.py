@@ -51,10 +51,16 @@ StoreTarget = SqliteTarget | PostgresTarget
 
 def store_target(url: str) -> StoreTarget:
     """The store a ``KUAILV_WEBHOOK_STORE`` URL names; the error names the URL (without its password)."""
+    return sql_store_target(url, "KUAILV_WEBHOOK_STORE", WebhookStoreConfigError)
+
+
+def sql_store_target(url: str, setting: str, error: type[Exception]) -> StoreTarget:
+    """The database a store URL names, parsed like the event store's (``commands.eventstore_config``): shared by
+    the webhook and audit stores; a bad URL raises ``error`` naming ``setting`` and the URL without password."""
     try:
         env = eventstore_env(url)
     except EventStoreConfigError as exc:
-        raise WebhookStoreConfigError(f"KUAILV_WEBHOOK_STORE: {exc}".replace("event store URL", "URL")) from None
+        raise error(f"{setting}: {exc}".replace("event store URL", "URL")) from None
     module = env["PERSISTENCE_MODULE"]
     if module == "eventsourcing.popo":
         return SqliteTarget(None)
