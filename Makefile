@@ -34,7 +34,7 @@ stop-test:
 status:
 	@$(PY) -m infra.stack status --profile $(PROFILE)
 
-bench: setup      ## every benchmark below, in one run (about 10 minutes; starts/stops what it needs of the test stack)
+bench: setup      ## every benchmark below, in one run (about 15 minutes; starts/stops what it needs of the test stack)
 	@echo "==> 1/7 the order path in process vs the bare decode (bench.order_projection)"
 	@$(PY) -m bench.order_projection
 	@echo "==> 2/7 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"

@@ -9,7 +9,8 @@ against one ``kuailv serve`` process:
 
 1. **Floor.** ``GET /healthz`` by the same readers: what the HTTP stack costs with no work, and the
    bare Redis read of an order document in this process (``queries.order_document``): the data cost.
-2. **Reads.** ``GET /orders/{id}`` of random seeded orders: the saturated rate with ``--readers``
+2. **Reads.** ``GET /orders/{id}`` of random seeded orders (their names and phones sealed, as the command
+   side writes them, so every read opens them at the edge): the saturated rate with ``--readers``
    concurrent keep-alive clients, then the latency at a steady ``--read-rate`` (open loop, timed
    from when each request was due), by an operator and by a merchant reading their own orders.
 3. **Live.** ``--clients`` WebSocket clients connect and follow ``--customers`` customers (an even
@@ -44,6 +45,7 @@ import psutil
 from bench.flink_order_state import create_topics, delete_topics
 from config import settings as settings_mod
 from config.settings import Settings
+from privacy.keystore import SqliteKeyStore, master_key_of
 from projections.order_state import fold_all
 from schemas.codec import AvroCodec
 from schemas.topics import ALERTS, ORDER_ETAS, ORDER_EVENTS, ORDER_STATE
@@ -75,15 +77,21 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def seed_orders(s: Settings, prefix: str, n: int, customers: int) -> dict[str, dict[str, Any]]:
-    """Fold ``n`` signed order stories and write them to Redis as the worker would; return the views."""
+def seed_orders(s: Settings, prefix: str, n: int, customers: int, keys: Any | None) -> dict[str, dict[str, Any]]:
+    """Fold ``n`` signed order stories, their personal data sealed as the command side seals it (so every read
+    opens it at the edge), and write them to Redis as the worker would; return the views."""
     import redis
+
+    from privacy.fields import seal_record
 
     codec = AvroCodec(epoch_ms=True)
     events = []
     for i in range(n):
         story = order_story(f"KLAPIB{i:06d}", T0 + i * 1000, ending="signed")
-        story[0][1]["customer_id"] = f"CUST-{i % customers:04d}"
+        customer = story[0][1]["customer_id"] = f"CUST-{i % customers:04d}"
+        driver = next(e["driver_id"] for t, e in story if t == "OrderDispatched")
+        if keys is not None:  # None (--plain): the views carry plain text, as records from before sealing do
+            story = [(t, seal_record(t, e, {"customer": customer, "driver": driver}, keys)) for t, e in story]
         events += [(t, codec.decode(codec.encode(t, e)).value) for t, e in story]
     states, _ = fold_all(events)
     store = RedisOrderStore(redis.Redis.from_url(s.redis_url), prefix, codec)
@@ -236,9 +244,17 @@ def follow_process(port: int, customers: Sequence[str], tokens: dict[str, str], 
     asyncio.run(_follow(port, customers, tokens, conn))
 
 
+def paced_process(paths: Sequence[str], tokens: Sequence[str], rate: float, seconds: float, conn: Any) -> None:
+    """``paced_load`` in a process of its own: the readers of the live phase do not share a GIL with the
+    producer thread (on a busy machine that, not the server, set their latency)."""
+    conn.send(asyncio.run(paced_load(paths, tokens, rate, seconds, random.Random(3))))
+
+
 def live_load(customers: list[str], clients: int, procs: int, producer: ChangeProducer, rate: float,
-              seconds: float, reads: Any) -> tuple[list[float], int, int, Any, float]:
-    """``clients`` WebSocket clients in ``procs`` processes (so the clients are not the bottleneck)."""
+              seconds: float, reads: tuple[Sequence[str], Sequence[str], float]) -> tuple[list[float], int, int, Any,
+                                                                                          float]:
+    """``clients`` WebSocket clients in ``procs`` processes, and the order readers in one more (so no client is
+    the bottleneck); ``reads`` = (paths, tokens, rate)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -256,10 +272,14 @@ def live_load(customers: list[str], clients: int, procs: int, producer: ChangePr
         if not pipe.poll(120) or pipe.recv() != "ready":
             raise SystemExit("WebSocket clients did not connect")
     connect_s = time.monotonic() - t_connect
+    reads_here, reads_there = ctx.Pipe()
+    reader = ctx.Process(target=paced_process, args=(*reads, seconds, reads_there), daemon=True)
+    reader.start()
     thread = threading.Thread(target=producer.run, args=(rate, seconds))
     thread.start()
-    read_result = asyncio.run(reads())
     thread.join()
+    read_result = reads_here.recv()
+    reader.join(30)
     time.sleep(3)  # the last changes in flight
     received: list[tuple[str, int, float]] = []
     for pipe in pipes:
@@ -283,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--readers", type=int, default=16, help="closed-loop readers of the saturation phase")
     p.add_argument("--read-rate", type=float, default=100.0, help="order reads per second of the latency phases")
     p.add_argument("--client-procs", type=int, default=2, help="processes the WebSocket clients run in")
+    p.add_argument("--plain", action="store_true", help="seed orders without sealing their personal data")
     p.add_argument("--profile", default="test")
     args = p.parse_args(argv)
     from infra import stack
@@ -301,8 +322,11 @@ def main(argv: list[str] | None = None) -> None:
     r = redis.Redis.from_url(s.redis_url)
     try:
         create_topics(s.kafka_bootstrap, {t: (6, {}) for t in topics.values()})
-        views = seed_orders(s, prefix, args.orders, args.customers)
+        key_file = log_dir / f"api_load.{tag}.keys.sqlite"
+        keys = SqliteKeyStore(key_file, master_key_of(os.environ.get("KUAILV_MASTER_KEY", "")))
+        views = seed_orders(s, prefix, args.orders, args.customers, None if args.plain else keys)
         env = {"KUAILV_PROFILE": args.profile, "KUAILV_REDIS_PREFIX": prefix, "KUAILV_API_SECRET": SECRET,
+               "KUAILV_KEYSTORE": f"sqlite:///{key_file}",
                "KUAILV_TOPIC_RENAMES": ",".join(f"{k}={v}" for k, v in topics.items())}
         server = start_server(s, env, log_dir / "api_load.serve.log")
         proc = psutil.Process(server.pid)
@@ -338,11 +362,9 @@ def main(argv: list[str] | None = None) -> None:
         producer = ChangeProducer(s, topics[ORDER_STATE.name], views)
         customers = sorted({v["customer_id"] for v in views.values()})[:args.customers]
 
-        async def reads_during() -> tuple[list[float], int]:
-            return await paced_load(order_paths, [op], args.read_rate, args.seconds, rnd)
-
         delays, expected, got, (live_reads, live_err), connect_s = live_load(
-            customers, args.clients, args.client_procs, producer, args.rate, args.seconds, reads_during)
+            customers, args.clients, args.client_procs, producer, args.rate, args.seconds,
+            (order_paths, [op], args.read_rate))
         print(f"3. live: {args.clients:,} clients connected in {connect_s:.1f} s; {len(producer.sent):,} changes "
               f"at {args.rate:,.0f}/s -> {got:,} of {expected:,} deliveries "
               f"({got / args.seconds:,.0f} messages/s), missing {expected - got:,}")
@@ -361,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
             server.wait(15)
         for key in r.scan_iter(f"{prefix}:*", count=1000):
             r.delete(key)
+        for leftover in log_dir.glob(f"api_load.{tag}.keys.sqlite*"):
+            leftover.unlink()
         delete_topics(s.kafka_bootstrap, topics.values())
         if started:
             stack.stop(args.profile, services=started, out=None)
