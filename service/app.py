@@ -267,12 +267,17 @@ def _ready(settings: Settings) -> dict[str, tuple[bool, str]]:
     return checks
 
 
+_NOT_IN_DOCSTRINGS = {"/graphql": "GraphQL (Strawberry): an order with its driver, lines, alerts, track and ETA in "
+                                  "one query; same tokens and policy; depth, alias and token limits (docs/api.md)."}
+
+
 def _docs_page(spec: dict[str, Any]) -> str:
     rows = []
     for path, ops in sorted(spec.get("paths", {}).items()):
         for method, op in ops.items():
             params = ", ".join(p["name"] for p in op.get("parameters", []) if p.get("in") != "header")
-            what = (op.get("description") or op.get("summary", "")).strip().splitlines()[0]
+            what = _NOT_IN_DOCSTRINGS.get(path) or (op.get("description") or op.get("summary", "")).strip()
+            what = what.splitlines()[0]
             rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
                         f"<td>{html.escape(params)}</td><td>{html.escape(what)}</td></tr>")
     return ("<!doctype html><meta charset=utf-8><title>Kuailv API</title>"
@@ -281,5 +286,8 @@ def _docs_page(spec: dict[str, Any]) -> str:
             "<code>Authorization: Bearer &lt;token&gt;</code> (<code>kuailv token</code>); the roles are in "
             "docs/api.md. "
             "The machine-readable document: <a href=/openapi.json>/openapi.json</a>.</p>"
+            "<p>Not in the OpenAPI document: <code>GET /ws</code>, the WebSocket live feed (subscribe by order, "
+            "customer, driver, warehouse or all alerts; resume with a cursor: docs/live.md), and "
+            "<code>GET /metrics</code>, Prometheus metrics (no token).</p>"
             "<table border=1 cellpadding=4><tr><th>method</th><th>path</th><th>parameters</th><th>summary</th></tr>"
             + "".join(rows) + "</table>")
