@@ -16,7 +16,6 @@ worker's job; here an undecodable record is an entry like any other.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from projections.keyed_batch import Counts
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ORDER_EVENTS
 from streams.runtime.batch_loop import Partition, Staged
+from streams.runtime.signals import stop_on_signals
 from streams.sinks.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def run_audit(settings: Settings, loglevel: str = "info", stop: threading.Event 
 
     logging.basicConfig(level=getattr(logging, loglevel.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals(log, "finishing the batch in hand")
     keys = Keys.parse(settings.audit_hmac_keys)
     store = AuditStore.from_url(settings.audit_store, keys)
     agent = AuditAgent(make_codec(settings), store, settings.topic_renames)
@@ -107,15 +107,3 @@ def run_audit(settings: Settings, loglevel: str = "info", stop: threading.Event 
     log.info("audit worker stopped: %d records, %d entries appended, %d already chained", totals.records,
              totals.applied, totals.duplicates)
     return 0
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("signal %d: finishing the batch in hand", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return stop

@@ -41,9 +41,3 @@ class Revealer:
 
     def present(self, who: Caller, doc: dict[str, Any]) -> dict[str, Any]:
         return redact(who, self.opened(doc))
-
-    def forget(self, subject: str) -> None:
-        """Drop a subject's cached keys in this process (after an erasure)."""
-        keys = self.keys()
-        if hasattr(keys, "invalidate"):
-            keys.invalidate(subject)

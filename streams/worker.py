@@ -13,7 +13,6 @@ at import.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import threading
 import time
@@ -25,6 +24,7 @@ from schemas.codec import AvroCodec
 from streams.projection_builders import alert_projection, fleet_projection, geofence_projection
 from streams.runtime import tune_gc
 from streams.runtime.batch_loop import Agent, BatchLoop, consumer_config
+from streams.runtime.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 AGENTS = ("orders", "telemetry", "geofences", "alerts", "fleet")
@@ -160,12 +160,4 @@ def run_worker(settings: Settings, agents: Sequence[str] = AGENTS, loglevel: str
     """Run until SIGINT/SIGTERM. Start more (same consumer group) to scale out."""
     logging.basicConfig(level=getattr(logging, loglevel.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("signal %d: finishing the batches in hand", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return run_agents(settings, agents, stop)
+    return run_agents(settings, agents, stop_on_signals(log, "finishing the batches in hand"))

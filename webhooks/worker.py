@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import logging.config
 import random
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
 from config.settings import Settings, WebhookSettings
+from streams.runtime.signals import stop_on_signals
 from webhooks.delivery_policy import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def run_webhooks(settings: Settings, loglevel: str = "info", stop: threading.Eve
     except (ValueError, StoreError, StoreUnavailable) as exc:  # WebhookStoreConfigError is a ValueError
         print(f"kuailv webhooks: {exc}", file=sys.stderr)
         return 2
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals(log, "finishing the batch and the attempts in hand")
     codec = make_codec(settings)
     me = f"{consumer_name(settings)}/webhooks"
     client = httpx.Client(follow_redirects=False, headers={"user-agent": "kuailv-webhooks/1"},
@@ -155,15 +155,3 @@ def _supervise(settings: Settings, threads: list[threading.Thread], stop: thread
                 log.warning("consumer lag of %s not read: %s", group, exc)
         for t in threads:
             t.join(0.5)
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("signal %d: finishing the batch and the attempts in hand", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return stop
