@@ -8,10 +8,13 @@ generator yields ``Step`` items: a ``Command`` for the order command side or a
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from projections.order_status import COMMAND_EVENTS
 from simulator.events import T0
+
+if TYPE_CHECKING:
+    from projections.routing import TravelTimes
 
 __all__ = ["COMMAND_EVENTS"]  # re-exported: the simulator's callers use it with Command
 
@@ -50,6 +53,7 @@ class Telemetry:
 
 
 Step = Command | Telemetry
+STOP_ORDERS = ("nearest", "planned")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,16 @@ class SimulationConfig:
     # Per driving leg to a customer, drawn from their own random stream (the rest of the day is unchanged):
     p_traffic_jam: float = 0.01  # the van stands still 40-80 min on the way: its stops arrive late
     p_gps_dropout: float = 0.01  # the driver app sends nothing for 12-20 min while driving (a dead zone)
+    # A van's stops in visiting order: "nearest" (nearest neighbour from the depot) or "planned"
+    # (projections.routing.plan_stops with ``route_travel_times``, e.g. learnt from an earlier history by
+    # models.travel_times; None: its defaults). The orders on each van are the same either way.
+    stop_order: str = "nearest"
+    route_travel_times: TravelTimes | None = None
+    # Weather and traffic (simulator.conditions): they slow every leg and vans report them as RoadConditions.
+    conditions: bool = True  # False: free flow, dry, no RoadConditions records
+    conditions_interval_s: float = 300.0  # a driving van reports RoadConditions at departure and this often
+    traffic_scale: float = 1.0  # scales congestion over free flow (0: free flow all day)
+    rain_scale: float = 1.0  # scales rain intensity (0: always dry)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -93,5 +107,9 @@ class SimulationConfig:
             raise ValueError("orders >= 0, orders_per_hour > 0 and max_stops >= 1 are required")
         if self.gps_interval_s <= 0 or self.sensor_interval_s <= 0 or self.dispatch_hold_s < 0:
             raise ValueError("gps_interval_s and sensor_interval_s must be > 0, dispatch_hold_s >= 0")
+        if self.conditions_interval_s <= 0 or self.traffic_scale < 0 or self.rain_scale < 0:
+            raise ValueError("conditions_interval_s must be > 0, traffic_scale and rain_scale >= 0")
         if self.n_drivers < 2 * self.n_warehouses:
             raise ValueError("n_drivers must be >= 2 per warehouse (a crashed van is relieved by another)")
+        if self.stop_order not in STOP_ORDERS:
+            raise ValueError(f"stop_order must be one of {STOP_ORDERS}, got {self.stop_order!r}")

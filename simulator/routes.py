@@ -2,7 +2,8 @@
 
 A route is piecewise linear through a few waypoints (Beijing's roads are mostly
 a north-south / east-west grid, so it goes via a jittered corner), each
-segment driven at a constant urban speed of 15-45 km/h. ``Route.at(t)`` gives
+segment driven at a constant free-flow urban speed of 15-45 km/h (``Route.slowed`` applies the
+traffic and rain in force). ``Route.at(t)`` gives
 the true position; ``GpsNoise`` adds a slowly drifting fix error so that
 consecutive fixes stay consistent with the van's speed.
 """
@@ -44,6 +45,15 @@ class Route:
         seg_t = self.lengths_m[i] / self.speeds_ms[i]
         f = min(1.0, (t - self.starts_s[i]) / seg_t) if seg_t > 0 else 1.0
         return lerp(a, b, f), self.speeds_ms[i] * 3.6, bearing_deg(a, b)
+
+    def slowed(self, factor: float) -> Route:
+        """The same path driven ``factor`` times slower (traffic, rain: ``simulator.conditions.slowdown``)."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"Route.slowed: factor must be a positive number, got {factor}")
+        if factor == 1.0 or not self.lengths_m:
+            return self
+        return Route(self.points, self.lengths_m, tuple(v / factor for v in self.speeds_ms),
+                     tuple(s * factor for s in self.starts_s), self.duration_s * factor)
 
 
 def _segment_speed(rng: random.Random, length_m: float) -> float:

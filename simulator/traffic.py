@@ -1,6 +1,7 @@
 """The deterministic traffic generator: orders, van GPS and cold-chain sensors of one city.
 
-``simulate(config)`` yields ``Command`` and ``Telemetry`` steps lazily, in
+``simulate(config)`` yields ``Command`` and ``Telemetry`` steps (GPS, road conditions: weather and
+traffic from ``simulator.conditions``, cold-chain sensors) lazily, in
 non-decreasing event time; the same config always gives the same steps. It
 does no I/O and reads no clock: a runner maps event time to wall time
 (``wall_delay``), sends commands to the command side and telemetry to Kafka.
@@ -49,8 +50,9 @@ def sensor_devices(city: City) -> list[SensorDevice]:
     return devices
 
 
-def simulate(config: SimulationConfig) -> Iterator[Step]:
-    """All steps of a run, lazily, in non-decreasing ``at``. Ends when the last order is settled."""
+def simulate(config: SimulationConfig, *, stock: bool = False) -> Iterator[Step]:
+    """All steps of a run, lazily, in non-decreasing ``at``. Ends when the last order is settled.
+    ``stock``: also the warehouses' ``StockMovement`` records (``simulator.inventory.with_stock``)."""
     city = city_for(config)
     engine = Engine(config.start)
     fleet = Fleet(engine, config, city)
@@ -60,6 +62,11 @@ def simulate(config: SimulationConfig) -> Iterator[Step]:
     for device in sensor_devices(city):
         channel = SensorChannel(device, config.seed, interval, config.sensor_excursion_per_hour)
         engine.spawn(config.start + phases.randrange(interval), _sensor(engine, channel, interval), work=False)
+    if stock:
+        from simulator.inventory import with_stock
+
+        yield from with_stock(engine.run(), config, city)
+        return
     yield from engine.run()
 
 
@@ -115,7 +122,7 @@ def command_kwargs(cmd: Command) -> dict[str, Any]:
 
 def iter_event_log(config: SimulationConfig) -> Iterator[Record]:
     """``simulate`` as ``(record_type, record)`` pairs: order events (versions 1, 2, ... per order,
-    in command order) interleaved with GpsPing / SensorReading records, in event-time order."""
+    in command order) interleaved with GpsPing / RoadConditions / SensorReading records, in event-time order."""
     versions: dict[str, int] = {}
     for step in simulate(config):
         if isinstance(step, Command):

@@ -43,7 +43,8 @@ def test_pings_stay_in_beijing_at_plausible_speeds(log: list[Record]) -> None:
             assert haversine_m(point(a), point(b)) / dt * 3.6 < 80
         for r in pings:
             assert 0 <= r["heading_deg"] < 360 and r["accuracy_m"] is not None and 3 <= r["accuracy_m"] <= 15
-            assert r["speed_kmh"] == 0 or 12 <= r["speed_kmh"] <= 55
+            # free flow 15-45 km/h, slowed by traffic and rain (simulator.conditions) down to a crawl
+            assert r["speed_kmh"] == 0 or 2 <= r["speed_kmh"] <= 55
             moving += r["speed_kmh"] > 0
     assert moving > 1000
 
