@@ -5,7 +5,7 @@ PROFILE ?= dev
 ORDERS ?= 300
 SPEEDUP ?= 0
 
-.PHONY: setup run test unit integration stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing \
+.PHONY: setup run test unit integration report stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing bench-models \
 	lint clean flink-job flink-cluster-start flink-cluster-stop flink-submit
 
 setup:            ## install system packages, Python deps and Kafka jars (idempotent)
@@ -25,6 +25,9 @@ unit: setup
 integration: setup
 	@$(PY) -m pytest tests/integration tests/e2e -p no:cacheprovider
 
+report: setup     ## train the delay-risk / ETA models on 3 weeks of simulated history, write docs/model-report/ (~10 min)
+	@.venv/bin/kuailv report
+
 stop:             ## stop the dev stack (data stays in .stack/dev)
 	@$(PY) -m infra.stack stop --profile $(PROFILE)
 
@@ -35,20 +38,25 @@ status:
 	@$(PY) -m infra.stack status --profile $(PROFILE)
 
 bench: setup      ## every benchmark below, in one run (about 15 minutes; starts/stops what it needs of the test stack)
-	@echo "==> 1/7 the order path in process vs the bare decode (bench.order_projection)"
+	@echo "==> 1/8 the order path in process vs the bare decode (bench.order_projection)"
 	@$(PY) -m bench.order_projection
-	@echo "==> 2/7 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
+	@echo "==> 2/8 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
 	@$(PY) -m bench.kafka_peers
-	@echo "==> 3/7 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
+	@echo "==> 3/8 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
 	@$(PY) -m bench.flink_order_state --modes thread,process --parallelism 1 --startup-runs 2
-	@echo "==> 4/7 replay and rebuild of 1,000,000 events (bench.replay)"
+	@echo "==> 4/8 replay and rebuild of 1,000,000 events (bench.replay)"
 	@$(PY) -m bench.replay
-	@echo "==> 5/7 GPS points through the geofence step, 10,000 fences, 2,000 vans (bench.geofences)"
+	@echo "==> 5/8 GPS points through the geofence step, 10,000 fences, 2,000 vans (bench.geofences)"
 	@$(PY) -m bench.geofences
-	@echo "==> 6/7 the API: order reads and 1,000 WebSocket clients against kuailv serve (bench.api_load)"
+	@echo "==> 6/8 the API: order reads and 1,000 WebSocket clients against kuailv serve (bench.api_load)"
 	@$(PY) -m bench.api_load
-	@echo "==> 7/7 sealing personal data: the write path and the fold, sealed vs plain (bench.sealing)"
+	@echo "==> 7/8 sealing personal data: the write path and the fold, sealed vs plain (bench.sealing)"
 	@$(PY) -m bench.sealing
+	@echo "==> 8/8 the learnt ETA / delay-risk model and the OR-Tools stop order in the driver fold (bench.eta_inference)"
+	@$(PY) -m bench.eta_inference
+
+bench-models: setup ## what the learnt ETA / delay-risk model and the OR-Tools stop order cost per estimate and per record
+	@$(PY) -m bench.eta_inference
 
 bench-api: setup   ## order reads (p50/p99) and 1,000 WebSocket clients (change -> client delay) against kuailv serve
 	@$(PY) -m bench.api_load

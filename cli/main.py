@@ -108,12 +108,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings) -> int:
-    """``--projection geofences|alerts|fleet``: the worker's agents' projections over their input topics."""
+    """``--projection geofences|alerts|fleet|kpis``: the worker's agents' projections over their input topics."""
     import time
 
-    from schemas.topics import FLEET, GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+    from schemas.topics import FLEET, ORDER_EVENTS, SENSORS
     from streams import replay_streams
-    from streams.projection_builders import alert_projection, fleet_projection, geofence_projection
+    from streams.projection_builders import GEOFENCE_TOPICS, alert_projection, fleet_projection, geofence_projection
     from streams.worker import make_codec
 
     if not args.topic:
@@ -122,10 +122,27 @@ def _replay_stream_projection(args: argparse.Namespace, s: settings_mod.Settings
     codec = make_codec(s)
     t0 = time.monotonic()
     if args.projection == "geofences":
-        topics = [GPS.name, VAN_ORDERS.name]
+        topics = list(GEOFENCE_TOPICS)
         partitions = replay_streams.read_merged(s.kafka_bootstrap, topics, s.topic_renames)
         result = replay_streams.replay_geofences(geofence_projection(s, codec), partitions)
         names = {"transition": "GeofenceTransition", "alert": "Alert", "eta": "OrderEta", "status": "DriverStatus"}
+        rows = [{"record_type": names[kind], **value} for kind, value in result.outputs]
+    elif args.projection == "kpis":  # the three KPI stages over the alerts and the order views (docs/kpis.md)
+        from schemas.topics import ALERTS, ORDER_STATE
+
+        topics = [ALERTS.name, ORDER_STATE.name]
+        result = replay_streams.replay_kpis(codec, *(replay_streams.read_merged(s.kafka_bootstrap, [t],
+                                                                                s.topic_renames) for t in topics))
+        figures = result.figures()
+        rows = [{"record_type": "KpiFigures", **figures[k]} for k in sorted(figures)]
+    elif args.projection == "stock":  # levels, low-stock alerts, replenishment suggestions (docs/stock.md)
+        from schemas.topics import STOCK
+        from streams.projection_builders import stock_projection
+
+        topics = [STOCK.name]
+        partitions = replay_streams.read_merged(s.kafka_bootstrap, topics, s.topic_renames)
+        result = replay_streams.replay_stock(stock_projection(s, codec), partitions)
+        names = {"replenishment": "ReplenishmentSuggestion", "alert": "Alert"}
         rows = [{"record_type": names[kind], **value} for kind, value in result.outputs]
     elif args.projection == "fleet":
         topics = [FLEET.name]
@@ -294,6 +311,40 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kpis(args: argparse.Namespace) -> int:
+    """The KPI figures of a day per dimension (or one id), from Redis (docs/kpis.md)."""
+    import redis
+
+    from streams.sinks.redis_kpis import RedisKpis
+
+    s = settings_mod.load(args.profile)
+    client = redis.Redis.from_url(s.redis_url)
+    store = RedisKpis(client, s.redis_prefix)
+    found = store.day(args.dimension, args.day) if args.id is None else \
+        [f for f in [store.figures(args.dimension, args.id, args.day)] if f is not None]
+    if not found:
+        print(f"no {args.dimension} KPIs for {args.day} in Redis {s.redis_url} (prefix {s.redis_prefix})",
+              file=sys.stderr)
+        return 0
+    for f in found:
+        if args.json:
+            print(orjson.dumps(f, option=orjson.OPT_SORT_KEYS).decode())
+            continue
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v * 100:.1f}%"
+
+        def minutes(v: int | None) -> str:
+            return "-" if v is None else f"{v / 60_000:.0f}m"
+
+        print(f"{f['dimension']} {f['dimension_id']} {f['day']}: {f['orders']} orders ({f['orders_decided']} decided), "
+              f"fulfilment {pct(f['fulfilment_rate'])} ({f['lines_full']}/{f['lines_ordered']} lines), on time "
+              f"{pct(f['on_time_rate'])} ({f['on_time']}/{f['delivered']}), delivery p50/p90/p95 "
+              f"{minutes(f['delivery_p50_ms'])}/{minutes(f['delivery_p90_ms'])}/{minutes(f['delivery_p95_ms'])}, "
+              f"loss {pct(f['loss_rate'])} ({f['lost_kg']:.1f}/{f['scale_kg']:.1f} kg)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kuailv", description=__doc__)
     p.add_argument("--profile", default=None, help="stack profile: dev (default) or test; or set KUAILV_PROFILE")
@@ -326,10 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--topic", action="store_true", help="read the order-event topic from the beginning")
     r.add_argument("--topic-name", default=None, help="another topic than kuailv.order-events.v1")
     r.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
-    r.add_argument("--projection", choices=("orders", "geofences", "alerts", "fleet"), default="orders",
+    r.add_argument("--projection", choices=("orders", "geofences", "alerts", "fleet", "kpis", "stock"),
+                   default="orders",
                    help="orders (default): order views; geofences: transitions, ETAs, notices and driver statuses "
                         "from GPS + van orders; alerts: the latest record of every alert from order events + "
-                        "sensors; fleet: re-dispatch suggestions from kuailv.fleet.v1 (--topic only)")
+                        "sensors; fleet: re-dispatch suggestions from kuailv.fleet.v1; kpis: the latest KPI figures "
+                        "per window from the alerts and order views; stock: low-stock alerts and replenishment "
+                        "suggestions from kuailv.stock.v1 (--topic only)")
     r.set_defaults(fn=cmd_replay)
 
     sv = sub.add_parser("serve", help="run the query API (REST, roles) on KUAILV_API_HOST:KUAILV_API_PORT")
@@ -368,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run the projection worker (start several to scale out)")
     w.add_argument("--loglevel", default="info")
     w.add_argument("--agents", default=None,
-                   help="comma-separated subset of: orders,telemetry,geofences,alerts,fleet (default: all)")
+                   help="comma-separated subset of: orders,telemetry,geofences,alerts,fleet,kpi-exposures,"
+                        "kpi-orders,kpis,stock (default: all)")
     w.set_defaults(fn=cmd_worker)
 
     rl = sub.add_parser("relay", help="publish recorded order events from the event store to Kafka")
@@ -400,9 +455,20 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="print pipeline counters and orders per status")
     st.set_defaults(fn=cmd_stats)
 
+    kp = sub.add_parser("kpis", help="print a day's KPI figures per warehouse, merchant, driver or the city (Redis)")
+    kp.add_argument("--dimension", choices=("city", "warehouse", "merchant", "driver"), default="city")
+    kp.add_argument("--day", required=True, help="Beijing date of the delivery windows, YYYY-MM-DD")
+    kp.add_argument("--id", default=None, help="only this warehouse, merchant (customer) or driver id")
+    kp.add_argument("--json", action="store_true", help="one KpiFigures record per line, as JSON")
+    kp.set_defaults(fn=cmd_kpis)
+
     from cli.audit import add_audit_commands
 
     add_audit_commands(sub)  # kuailv audit run | verify | show | head
+
+    from cli.train import add_parsers as add_model_commands
+
+    add_model_commands(sub)  # kuailv train | report (models/)
     return p
 
 

@@ -84,6 +84,10 @@ class Settings:
     alert_rules_file: Path = PROJECT_ROOT / "config" / "alert_rules.v1.json"
     alert_lateness_ms: int = 60_000
     fleet_capacity_kg: float = 1_500.0  # a van's load limit for re-dispatch suggestions
+    # The ETA / delay-risk estimator (config/eta_model.py): "auto" (the current trained artifact under
+    # <state_dir>/models/eta, else the distance-speed baseline), "baseline", or an artifact directory.
+    eta_model: str = "auto"
+    route_planner: str = "auto"  # the stops' visiting order: "auto" (planned when travel times exist), "nearest"
     api_host: str = "127.0.0.1"
     api_port: int = 18000
     api_secret: str = ""  # HS256 key of the API's tokens; "" = the local development key (service.auth)
@@ -140,6 +144,8 @@ def load(profile: str | None = None) -> Settings:
         alert_rules_file=Path(_env("KUAILV_ALERT_RULES", str(PROJECT_ROOT / "config" / "alert_rules.v1.json"))),
         alert_lateness_ms=int(_env("KUAILV_ALERT_LATENESS_MS", "60000")),
         fleet_capacity_kg=float(_env("KUAILV_FLEET_CAPACITY_KG", "1500")),
+        eta_model=_env("KUAILV_ETA_MODEL", "auto"),
+        route_planner=_env("KUAILV_ROUTE_PLANNER", "auto"),
         api_host=_env("KUAILV_API_HOST", "127.0.0.1"),
         api_port=int(_env("KUAILV_API_PORT", str(ports["api"]))),
         api_secret=os.environ.get("KUAILV_API_SECRET", ""),

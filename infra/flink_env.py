@@ -38,9 +38,11 @@ from infra import processes
 FLINK_VERSION = "2.2.1"
 KAFKA_CONNECTOR_VERSION = "5.0.0-2.2"
 # What jobs/ needs from the project's own dependencies, installed into .venv-flink with the
-# version pyproject.toml pins (the project itself goes in with --no-deps). Add scikit-learn here
-# when jobs run models/: it resolves against Flink's numpy<2.2.
-JOB_PROJECT_DEPS = ("fastavro", "orjson", "shapely")  # what jobs/ import besides pyflink
+# version pyproject.toml pins (the project itself goes in with --no-deps). scikit-learn, skops and
+# ortools resolve against Flink's numpy<2.2 and protobuf<6; cloudpickle stays at apache-beam's pin
+# (a newer joblib would otherwise pull cloudpickle 3 and break beam).
+JOB_PROJECT_DEPS = ("fastavro", "orjson", "shapely", "scikit-learn", "skops", "ortools")  # what jobs/ import
+FLINK_KEEP = ("cloudpickle~=2.2.1",)  # pins of apache-beam that the extra deps must not move
 CONNECTOR_JAR = f"flink-sql-connector-kafka-{KAFKA_CONNECTOR_VERSION}.jar"
 UDF_JAR = "kuailv-flink-kafka.jar"
 
@@ -118,7 +120,7 @@ def requirements() -> list[str]:
     missing = [name for name in JOB_PROJECT_DEPS if name not in by_name]
     if missing:
         raise FlinkEnvError(f"JOB_PROJECT_DEPS {missing} are not dependencies in pyproject.toml")
-    return [f"apache-flink=={FLINK_VERSION}", *(by_name[name] for name in JOB_PROJECT_DEPS)]
+    return [f"apache-flink=={FLINK_VERSION}", *(by_name[name] for name in JOB_PROJECT_DEPS), *FLINK_KEEP]
 
 
 # ----------------------------------------------------------------------------- the jars

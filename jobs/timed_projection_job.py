@@ -11,6 +11,9 @@ fold and the timers it makes due) through ``jobs.timed_projection_logic``::
         geofences: kuailv.gps.v1 + kuailv.van-orders.v1 (co-partitioned by driver)
         alerts:    kuailv.order-events.v1 + kuailv.sensors.v1
         fleet:     kuailv.fleet.v1 (one partition: driver statuses + re-dispatch requests)
+        stock:     kuailv.stock.v1 (docs/stock.md)
+        kpi-exposures: kuailv.alerts.v1; kpi-orders: kuailv.order-state.v1 + kuailv.kpi-exposures.v1
+                   (co-partitioned by order); kpis: kuailv.kpi-contributions.v1 (docs/kpis.md)
       event time = the Kafka record timestamp (our producers set it to the event's time);
       watermarks (bounded out-of-orderness + idleness) generated in the source
       -> RecordBatcher (Java): one batch per topic-partition, keyed by the partition NUMBER,
@@ -24,6 +27,9 @@ fold and the timers it makes due) through ``jobs.timed_projection_logic``::
                     gps-silent), kuailv.fleet.v1 (driver statuses), kuailv.dead-letters.v1
          alerts:    kuailv.alerts.v1, kuailv.dead-letters.v1
          fleet:     kuailv.redispatch-suggestions.v1, kuailv.dead-letters.v1
+         stock:     kuailv.alerts.v1 (low-stock), kuailv.replenishment-suggestions.v1, kuailv.dead-letters.v1
+         kpi-exposures / kpi-orders / kpis: kuailv.kpi-exposures.v1 / kuailv.kpi-contributions.v1 /
+                    kuailv.kpis.v1, kuailv.dead-letters.v1
 
 Two watermarks, two jobs: Flink's watermark decides when held input is complete enough to merge
 (an operational bound, ``--out-of-orderness-s``); the projection's own per-partition watermark
@@ -53,7 +59,7 @@ from jobs.flink_topology import add_run_args, batched_by_partition, environment,
 from jobs.order_state_logic import as_bytes
 
 log = logging.getLogger(__name__)
-PROJECTIONS = ("geofences", "alerts", "fleet")
+PROJECTIONS = ("geofences", "alerts", "fleet", "kpi-exposures", "kpi-orders", "kpis", "stock")
 
 
 def _now_ms() -> int:
@@ -62,9 +68,18 @@ def _now_ms() -> int:
 
 def input_topics(projection: str) -> tuple[str, ...]:
     """The contract input topics, in merge-tie order (the order ``kuailv replay`` merges them)."""
-    from schemas.topics import FLEET, GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+    from schemas.topics import FLEET, ORDER_EVENTS, SENSORS
+    from streams.projection_builders import GEOFENCE_TOPICS
 
-    return {"geofences": (GPS.name, VAN_ORDERS.name), "alerts": (ORDER_EVENTS.name, SENSORS.name),
+    if projection.startswith("kpi"):  # the KPI stages (docs/kpis.md), as the worker's agents read them
+        from projections.kpi_step import STAGES
+
+        return STAGES[projection][1]
+    if projection == "stock":
+        from schemas.topics import STOCK
+
+        return (STOCK.name,)
+    return {"geofences": GEOFENCE_TOPICS, "alerts": (ORDER_EVENTS.name, SENSORS.name),
             "fleet": (FLEET.name,)}[projection]
 
 
@@ -81,6 +96,14 @@ def make_logic(projection: str, settings: Any, consumer: str, inputs: dict[str, 
         steps = TimedBatches(p, geofence_timing(p))
     elif projection == "fleet":
         steps = TimedBatches(fleet_projection(settings, codec), None)
+    elif projection == "stock":
+        from streams.projection_builders import stock_projection
+
+        steps = TimedBatches(stock_projection(settings, codec), None)
+    elif projection.startswith("kpi"):
+        from projections.kpi_step import STAGES
+
+        steps = TimedBatches(STAGES[projection][0](codec), None)
     else:
         p = alert_projection(settings, codec)
         steps = TimedBatches(p, alert_timing(p, settings.alert_lateness_ms))

@@ -26,10 +26,18 @@ import orjson
 
 from jobs.event_time_merge import EventTimeMerge
 from projections.keyed_batch import Counts
+from projections.kpi_step import OUTPUTS as KPI_OUTPUTS
 from projections.timed_batch import Output, TimedBatches
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, FLEET, GEOFENCE_TRANSITIONS, ORDER_ETAS, REDISPATCH_SUGGESTIONS
+from schemas.topics import (
+    ALERTS,
+    FLEET,
+    GEOFENCE_TRANSITIONS,
+    ORDER_ETAS,
+    REDISPATCH_SUGGESTIONS,
+    REPLENISHMENT_SUGGESTIONS,
+)
 
 Record = tuple[str, bytes, bytes]
 _ENCODING = {  # output kind -> (topic, record type, key field)
@@ -39,6 +47,8 @@ _ENCODING = {  # output kind -> (topic, record type, key field)
     "status": (FLEET.name, "DriverStatus", "driver_id"),
     "suggestion": (REDISPATCH_SUGGESTIONS.name, "RedispatchSuggestion", "order_id"),
     "reading": (FLEET.name, "SensorReading", "vehicle_id"),  # vehicle readings forwarded to the fleet view
+    "replenishment": (REPLENISHMENT_SUGGESTIONS.name, "ReplenishmentSuggestion", "stock_key"),  # projections.stock
+    **{kind: (topic, record_type, key) for kind, (topic, record_type, key, _) in KPI_OUTPUTS.items()},
 }
 
 

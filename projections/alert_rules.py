@@ -19,6 +19,11 @@ cold-chain-breach    ranges_c: {Compartment: {"min": °C|null, "max": °C|null}}
 cold-chain-exposure  ranges_c, threshold_min, max_gap_min
 gps-silent           silence_min
 exception-reported   (none)
+driver-nearby        (none)
+arriving-soon        threshold_min
+likely-late          open_risk, resolve_risk (probabilities, resolve_risk < open_risk <= 1)
+low-stock            service_level (0.5 <= p < 1), lead_time_days, review_days, history_days,
+                     min_history_days (whole days, <= history_days): models.replenishment.PolicyParams
 ===================  =======================================================================
 
 Anything else (unknown kinds, fields, roles, severities, categories; duplicate ids) raises
@@ -120,8 +125,30 @@ class ArrivingSoon:
     threshold_min: float
 
 
+@dataclass(frozen=True, slots=True)
+class LikelyLate:
+    """The delay-risk model's notice: opens when an order's predicted probability of arriving after its window
+    reaches ``open_risk``, resolves when it falls below ``resolve_risk`` (hysteresis) or the van reaches the door."""
+
+    open_risk: float
+    resolve_risk: float
+
+
+@dataclass(frozen=True, slots=True)
+class LowStock:
+    """The stock projection's rule (``projections.stock``): a warehouse x SKU whose on-hand stock falls below its
+    reorder point (lead-time demand + safety stock at ``service_level``, ``models.replenishment``) opens an alert;
+    stock back at or above it resolves it. The same params make the replenishment suggestions."""
+
+    service_level: float
+    lead_time_days: float
+    review_days: float
+    history_days: float
+    min_history_days: float
+
+
 Params = (NoParams | LateDelivery | Stuck | WeightDeviation | ColdChainBreach | ColdChainExposure | GpsSilent
-          | ArrivingSoon)
+          | ArrivingSoon | LikelyLate | LowStock)
 
 
 def minutes_ms(minutes: float) -> int:
@@ -190,6 +217,10 @@ EVIDENCE_KEYS: dict[str, tuple[str, ...]] = {
     "gps-silent": ("last_ping_at", "due_at", "silent_min", "orders", "order_count", "cleared_at", "cleared_by"),
     "driver-nearby": ("fence_id", "entered_at", "dispatch_count", "enter_m", "left_at"),
     "arriving-soon": ("eta", "estimated_at", "distance_m", "dispatch_count", "cleared_at"),
+    "likely-late": ("late_risk", "eta", "window_end", "estimated_at", "estimator", "dispatch_count", "cleared_at",
+                    "cleared_by"),
+    "low-stock": ("sku", "unit", "on_hand", "reorder_point", "safety_stock", "forecast_daily", "checked_at",
+                  "cleared_at", "cleared_by", "cleared_on_hand"),
 }
 TIME_KEYS = ("eta", "estimated_at", "left_at", "window_start", "window_end", "due_at", "entered_at", "checked_at",
              "reported_at", "first_breach_at", "last_breach_at", "recovered_at", "trip_start", "trip_end",
@@ -257,6 +288,9 @@ _SPECS: dict[str, tuple[type, dict[str, Parser]]] = {
     "exception-reported": (NoParams, {}),
     "driver-nearby": (NoParams, {}),
     "arriving-soon": (ArrivingSoon, {"threshold_min": _number}),
+    "likely-late": (LikelyLate, {"open_risk": _number, "resolve_risk": _number}),
+    "low-stock": (LowStock, {"service_level": _number, "lead_time_days": _number, "review_days": _number,
+                             "history_days": _number, "min_history_days": _number}),
 }
 KINDS = tuple(_SPECS)
 _COMMON = ("id", "kind", "severity", "audience", "message")
@@ -294,6 +328,14 @@ def _rule(index: int, raw: Any) -> Rule:
     if not isinstance(message, str) or not message.strip():
         raise RulesError(f"{where}: message must be a non-empty string, got {message!r}")
     _check_template(where, message, kind, params)
+    if isinstance(params, LikelyLate) and not 0 < params.resolve_risk < params.open_risk <= 1:
+        raise RulesError(f"{where}: needs 0 < resolve_risk < open_risk <= 1, got resolve_risk {params.resolve_risk} "
+                         f"and open_risk {params.open_risk}")
+    if isinstance(params, LowStock) and not (0.5 <= params.service_level < 1 and params.history_days % 1 == 0
+                                             and params.min_history_days % 1 == 0
+                                             and params.min_history_days <= params.history_days):
+        raise RulesError(f"{where}: needs 0.5 <= service_level < 1 and whole days min_history_days <= history_days, "
+                         f"got {params.service_level}, {params.min_history_days}, {params.history_days}")
     return Rule(rid, kind, raw["severity"], tuple(audience), message, params)
 
 

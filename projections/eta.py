@@ -75,27 +75,47 @@ class Stop:
     order_id: str
     lat: float
     lng: float
+    window_start: int | None = None  # the promised delivery window (epoch ms), when known
+    window_end: int | None = None
+    kg: float | None = None  # the order's weight on board
+    dispatched_at: int | None = None  # event time of the dispatch that put it on this van
 
 
 @dataclass(frozen=True, slots=True)
 class VanSnapshot:
-    """A van's last fix and its recent speed (``speed_mps`` of its track, None if unknown)."""
+    """A van's last fix and its recent speed (``speed_mps`` of its track, None if unknown), and what else
+    the driver's fold knows at ``at`` (None when unknown; the baseline ignores them, a learnt model uses them):
+
+    * ``load_kg``: weight of the orders on board;
+    * ``traffic_index`` / ``rain_mm_h``: the newest ``RoadConditions`` of the van's area released by ``at``
+      (travel time / free-flow travel time; rain intensity);
+    * ``driver_pace``: the driver's recent history, an exponentially weighted mean of (actual / baseline
+      estimated) time of the driver's last legs to a customer;
+    * ``stops_total``: orders on board (the stops passed to ``estimate`` may be fewer: visited ones drop out).
+    """
 
     driver_id: str
     lat: float
     lng: float
     at: int
     speed_mps: float | None
+    load_kg: float | None = None
+    traffic_index: float | None = None
+    rain_mm_h: float | None = None
+    driver_pace: float | None = None
+    stops_total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Eta:
-    """Estimated arrival at one stop: ``distance_m`` by road from the van, ``stops_before`` served first."""
+    """Estimated arrival at one stop: ``distance_m`` by road from the van, ``stops_before`` served first;
+    ``late_risk`` is the probability of arriving after the stop's window end (None: not estimated)."""
 
     order_id: str
     eta: int
     distance_m: float
     stops_before: int
+    late_risk: float | None = None  # probability of arriving after the window end (learnt models only)
 
 
 class EtaEstimator(Protocol):

@@ -200,14 +200,16 @@ def _load(loads: dict[str, list[list[Any]]], v: Mapping[str, Any]) -> None:
 
 def driver_load(state: Mapping[str, Any] | None, driver_id: str) -> dict[str, Any] | None:
     """What the driver carries as of their newest status in the fleet state: ``at`` (event time),
-    ``vehicle_id``, ``load_kg`` (orders on board, not yet delivered) and ``order_ids`` (on the van then);
-    None for a driver the fleet view has not heard of."""
+    ``vehicle_id``, ``load_kg`` (orders on board, not yet delivered), ``order_ids`` (on the van then) and
+    ``stop_order`` (the ones not visited yet, in the suggested visiting order); None for a driver the fleet view
+    has not heard of."""
     d = None if state is None else (state.get("drivers") or {}).get(driver_id)
     if state is None or d is None:
         return None
     _, _, at, load_kg = d["fix"]
     return {"driver_id": driver_id, "vehicle_id": d["vehicle"], "at": at, "load_kg": load_kg,
-            "order_ids": list(_on_board(state.get("loads") or {}, d["vehicle"], at))}
+            "order_ids": list(_on_board(state.get("loads") or {}, d["vehicle"], at)),
+            "stop_order": list(d.get("route") or ())}
 
 
 def _on_board(loads: Mapping[str, list[list[Any]]], vehicle: str, at: int) -> list[str]:
@@ -253,12 +255,13 @@ def _cold_chain(st: dict[str, Any], ctx: FleetContext) -> list[dict[str, Any]]:
 def _status(drivers: dict[str, Any], v: Mapping[str, Any]) -> None:
     d = drivers.get(v["driver_id"])
     fix = [v["lat"], v["lng"], v["at"], v["load_kg"]]
+    route = list(v.get("stop_order") or ())  # the suggested visiting order (DriverStatus v2)
     if d is None:
-        drivers[v["driver_id"]] = {"vehicle": v["vehicle_id"], "fix": fix, "prev": None}
+        drivers[v["driver_id"]] = {"vehicle": v["vehicle_id"], "fix": fix, "prev": None, "route": route}
     elif v["at"] > d["fix"][2]:
-        drivers[v["driver_id"]] = {**d, "vehicle": v["vehicle_id"], "fix": fix, "prev": d["fix"]}
+        drivers[v["driver_id"]] = {**d, "vehicle": v["vehicle_id"], "fix": fix, "prev": d["fix"], "route": route}
     elif v["at"] == d["fix"][2]:  # the load changed since the last ping (an order on or off the van)
-        drivers[v["driver_id"]] = {**d, "vehicle": v["vehicle_id"], "fix": fix}
+        drivers[v["driver_id"]] = {**d, "vehicle": v["vehicle_id"], "fix": fix, "route": route}
     elif d["prev"] is None or v["at"] > d["prev"][2]:
         drivers[v["driver_id"]] = {**d, "prev": fix if v["at"] < d["fix"][2] else d["prev"]}
 

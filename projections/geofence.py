@@ -18,6 +18,11 @@ Event time, per driver (Principle 2):
 * A ``VanOrder`` is released like a ping (by its event time). One older than the watermark when it
   arrives applies at once (counted as ``late_assignments``): arrival at a customer comes long
   after the dispatch, so this does not change a transition in practice.
+* A ``RoadConditions`` record is released like a ping too; the newest released is the van's conditions (the
+  ETA model's traffic and rain features). One older than the watermark when it arrives is counted
+  (``late_conditions``) and holds from then on if newer than the conditions held: it never changes an estimate
+  already made. So a worker catching up, whose consumer reads a driver's GPS partition hours ahead of its
+  conditions partition, estimates with older conditions than a replay would (docs/models.md, known gaps).
 * Nothing is released by the wall clock: a silent driver's last ``allowed_lateness_ms`` of pings
   wait for the next ping (the GPS-silence rule, not this fold, covers a van that stops talking).
 
@@ -53,7 +58,8 @@ from projections.van_eta import EtaSettings
 SITE_PREFIX = "customer-site/"
 # per-site memory that survives a newer VanOrder of the same order: notices sent, the ETA track, stage times
 # and the last OrderEta published (projections.stage_times)
-_KEPT = ("noticed", "soon", "soon_done", "eta", "eta_at", "eta_sent", "visited", "stages", "stages_due", "last")
+_KEPT = ("noticed", "soon", "soon_done", "eta", "eta_at", "eta_sent", "visited", "stages", "stages_due", "last",
+         "b0", "risk", "risk_sent", "late")
 RECENT_IDS = 64
 DEFAULT_LATENESS_MS = 30_000
 
@@ -120,6 +126,15 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
             if st["clock"] is None or at > st["clock"]:
                 st["clock"] = at
                 st["clock_fix"] = [value["lat"], value["lng"], value["vehicle_id"]]
+        elif record_type == "RoadConditions":  # the newest released one is the van's conditions (model features)
+            at = value["event_time"]
+            cond = [value["traffic_index"], value["rain_mm_h"], at]
+            clock = st["clock"]
+            if clock is not None and at < clock - ctx.allowed_lateness_ms:
+                st["late_conditions"] = st.get("late_conditions", 0) + 1
+                _conditions(st, cond)  # late: from now on (if newer than the conditions held), never retroactively
+            else:
+                buf.append([at, value["event_id"], "C", cond])
         else:  # VanOrder: (order id, version) identifies it
             at = value["event_time"]
             clock = st["clock"]
@@ -139,6 +154,9 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
     st["buf"] = [e for e in buf if e[0] > watermark]
     driver = inputs[0][1]["driver_id"]
     for at, eid, kind, payload in ready:
+        if kind == "C":
+            _conditions(st, payload)
+            continue
         if ctx.silence_ms is not None:
             _silence_check(st, out, at, ctx.silence_ms)
         if kind == "V":
@@ -164,6 +182,13 @@ def step(state: dict[str, Any] | None, inputs: Sequence[tuple[str, Mapping[str, 
     return out
 
 
+def _conditions(st: dict[str, Any], cond: list[Any]) -> None:
+    """Hold ``cond`` ([traffic index, rain mm/h, at]) unless the conditions held are newer."""
+    held = st.get("cond")
+    if held is None or cond[2] >= held[2]:
+        st["cond"] = cond
+
+
 def _status(st: dict[str, Any], out: Stepped, driver: str, interval_ms: int) -> None:
     """A ``DriverStatus`` for the fleet view (``projections.fleet``), decided per released input so every
     batching gives the same records: the last released fix and the load on board, when ``interval_ms``
@@ -179,7 +204,9 @@ def _status(st: dict[str, Any], out: Stepped, driver: str, interval_ms: int) -> 
     st["status"] = [released, orders]
     out.statuses.append({"driver_id": driver, "vehicle_id": st["vehicle"], "lat": fix[0], "lng": fix[1],
                          "at": released, "load_kg": round(sum(sites[o].get("kg") or 0.0 for o in orders), 3),
-                         "orders_on_board": orders})
+                         "orders_on_board": orders,
+                         "stop_order": [o for o in st.get("route") or () if o in orders and
+                                        sites[o].get("visited") != sites[o]["dispatch"]]})
 
 
 def _silence_check(st: dict[str, Any], out: Stepped, at: int, silence_ms: int) -> None:
@@ -220,9 +247,12 @@ def _assign(st: dict[str, Any], v: Mapping[str, Any], notices: list[tuple[str, b
     cur = sites.get(v["order_id"])
     if cur is not None and cur["version"] >= v["order_version"]:
         return
+    same_dispatch = cur is not None and cur["dispatch"] == v["dispatch_count"] and "disp_at" in cur
     sites[v["order_id"]] = {"version": v["order_version"], "state": v["state"], "lat": v["destination"]["lat"],
                             "lng": v["destination"]["lng"], "dispatch": v["dispatch_count"],
                             "customer_id": v["customer_id"], "warehouse_id": v["warehouse_id"], "kg": v["weight_kg"],
+                            "ws": v["window_start"], "we": v["window_end"],
+                            "disp_at": cur["disp_at"] if same_dispatch else v["event_time"],
                             **({k: cur[k] for k in _KEPT if k in cur} if cur is not None else {})}
     if ctx.eta is not None and v["state"] == "ON_BOARD" and (cur is None or cur["dispatch"] != v["dispatch_count"]):
         stage_times.on_dispatch(st, v["order_id"], ctx.by_id, v["event_time"])  # a new dispatch: stages afresh
@@ -237,10 +267,13 @@ def _drop_done_sites(st: dict[str, Any], notices: list[tuple[str, bool, dict[str
         if f is None or not f["in"]:
             site = st["sites"].pop(oid)
             fences.pop(SITE_PREFIX + oid, None)
-            if notices is not None and site.get("soon") == site["dispatch"] and not site.get("soon_done"):
-                notices.append(("arriving-soon", False, {"order_id": oid, "dispatch": site["dispatch"], "at": at,
-                                                         "customer_id": site["customer_id"],
-                                                         "warehouse_id": site["warehouse_id"]}))
+            if notices is None:
+                continue
+            facts = {"order_id": oid, "dispatch": site["dispatch"], "at": at, "customer_id": site["customer_id"],
+                     "warehouse_id": site["warehouse_id"]}
+            if site.get("soon") == site["dispatch"] and not site.get("soon_done"):
+                notices.append(("arriving-soon", False, facts))
+            van_eta.clear_likely_late(site, notices, facts, "unloaded")
 
 
 def _ping(st: dict[str, Any], out: Stepped, ctx: GeoContext, driver: str, at: int, eid: str,
@@ -334,6 +367,7 @@ def _notices(st: dict[str, Any], transitions: list[dict[str, Any]],
             if site.get("noticed") != site["dispatch"]:
                 site = {**site, "noticed": site["dispatch"]}
                 notices.append(("driver-nearby", True, facts))
+                van_eta.arrived(st, site, t["at"], notices, facts)
             st["sites"][t["order_id"]] = site
         elif t["kind"] == "EXIT":
             # the van has been to the door and left: no arrival left to estimate for this dispatch

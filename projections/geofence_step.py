@@ -1,6 +1,7 @@
-"""Geofences as a ``projections.keyed_batch`` projection: GPS + VanOrder in, transitions out. Pure.
+"""Geofences as a ``projections.keyed_batch`` projection: GPS + VanOrder (+ RoadConditions) in, transitions out.
 
-Keyed by driver: ``kuailv.gps.v1`` and ``kuailv.van-orders.v1`` are co-partitioned by driver id.
+Pure. Keyed by driver: ``kuailv.gps.v1``, ``kuailv.van-orders.v1`` and ``kuailv.road-conditions.v1`` are
+co-partitioned by driver id (the conditions are model features of the ETA and delay risk).
 Outputs ``(kind, record)``: ``transition`` (GeofenceTransition), ``eta`` (OrderEta), ``alert``
 (notices, gps-silent) and ``status`` (DriverStatus for the fleet view, ``projections.fleet``).
 ``prepare`` classifies every GPS point of the batch against the configured fences in one
@@ -13,6 +14,7 @@ cannot count its pings as late or emit a transition twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +38,14 @@ def validate_van_order(v: Mapping[str, Any]) -> None:
         raise InvalidEvent(f"order {v['order_id']}: destination ({d['lat']}, {d['lng']}) is not a coordinate")
 
 
+def validate_conditions(v: Mapping[str, Any]) -> None:
+    check_ids(v, "driver_id", "vehicle_id")
+    if not (math.isfinite(v["traffic_index"]) and v["traffic_index"] > 0):
+        raise InvalidEvent(f"road conditions {v['event_id']}: traffic_index {v['traffic_index']} is not > 0")
+    if not (math.isfinite(v["rain_mm_h"]) and v["rain_mm_h"] >= 0):
+        raise InvalidEvent(f"road conditions {v['event_id']}: rain_mm_h {v['rain_mm_h']} is not >= 0")
+
+
 class GeofenceProjection:
     name = "geofences"
 
@@ -45,9 +55,10 @@ class GeofenceProjection:
         self.index = index
         self.ctx = ctx
         self.kinds = kinds  # topic -> record type, e.g. {"kuailv.gps.v1": "GpsPing"}
-        self.notice_rules = {kind: rules.by_kind(kind) for kind in ("driver-nearby", "arriving-soon")} if rules else {}
+        self.notice_rules = {kind: rules.by_kind(kind) for kind in NOTICES} if rules else {}
         self.rules = rules
-        self._validate = {"GpsPing": validate_gps, "VanOrder": validate_van_order}
+        self._validate = {"GpsPing": validate_gps, "VanOrder": validate_van_order,
+                          "RoadConditions": validate_conditions}
 
     def decode(self, rec: SourceRecord) -> Keyed[Input] | DeadLetter:
         expected = self.kinds[rec.topic]
@@ -110,6 +121,13 @@ class GeofenceProjection:
                                 enter_m=f"{self.ctx.fences.customer_sites.enter_m:g}")
                 if not opening:
                     evidence["left_at"] = str(t["at"])
+            elif kind == "likely-late":
+                if opening:
+                    evidence.update(late_risk=f"{t['late_risk']:.2f}", eta=str(t["eta"]),
+                                    window_end=str(t["window_end"]), estimated_at=str(t["at"]),
+                                    estimator=t["estimator"])
+                else:
+                    evidence.update(cleared_at=str(t["at"]), cleared_by=t["by"])
             elif opening:
                 evidence.update(eta=str(t["eta"]), estimated_at=str(t["at"]), distance_m=f"{t['distance_m']:.0f}")
             else:
@@ -139,15 +157,19 @@ class GeofenceProjection:
         return [c for c in changes if c is not None]
 
 
-NOTICES = ("driver-nearby", "arriving-soon")
+NOTICES = ("driver-nearby", "arriving-soon", "likely-late")
 
 
 def _apply(state: dict[str, Any], changes: list[AlertChange]) -> list[dict[str, Any]]:
-    """Apply to the driver's alert book; a resolved notice is forgotten (it never re-opens: its subject has
-    the dispatch in it), a resolved gps-silent is kept so a new silence re-opens it with occurrences + 1."""
+    """Apply to the driver's alert book. A resolved "driver nearby" or "arriving soon" is forgotten (it never
+    re-opens: its subject has the dispatch in it); a resolved "likely late" is kept while its order is on the
+    van, because the risk may rise again and re-open it with occurrences + 1 (whether or not the resolve and the
+    re-open fall in one batch); a resolved gps-silent is kept so a new silence re-opens it likewise."""
     book = dict(state.get("alerts") or {})
     records = apply_changes(book, changes)
-    state["alerts"] = {k: v for k, v in book.items() if v["status"] == "OPEN" or v["rule_id"] not in NOTICES}
+    sites = state.get("sites") or {}
+    state["alerts"] = {k: v for k, v in book.items() if v["status"] == "OPEN" or v["rule_id"] not in NOTICES
+                       or (v["rule_id"] == "likely-late" and v.get("order_id") in sites)}
     return records
 
 

@@ -109,9 +109,10 @@ def with_open_alerts(public: dict[str, Any], alerts: Sequence[Mapping[str, Any]]
 def with_live_eta(public: dict[str, Any], eta: Mapping[str, Any] | None) -> dict[str, Any]:
     """Merge the order's tracking record (an ``OrderEta`` from the van's GPS) of the view's current
     dispatch: its stage times (arrived at the warehouse, arrived at / left the customer: derived
-    from geofences, never order events) join ``stages`` in any status; its ETA replaces ``eta``
-    (with ``etaUpdatedAt``, ``etaSource``) while the order is out for delivery, otherwise the view
-    keeps its own ``eta`` (set at dispatch). A record of another dispatch changes nothing."""
+    from geofences, never order events) join ``stages`` in any status; its ETA replaces ``eta`` (with
+    ``etaUpdatedAt``, ``etaSource`` and, from a learnt model, ``lateRisk``) while the order is out for
+    delivery, otherwise the view keeps its own ``eta`` (set at dispatch). A record of another dispatch
+    changes nothing."""
     if eta is None or eta["dispatch_count"] != public["dispatchCount"]:
         return public
     out = public
@@ -121,6 +122,8 @@ def with_live_eta(public: dict[str, Any], eta: Mapping[str, Any] | None) -> dict
     if public["status"] in ACTIVE_DELIVERY:
         out = {**out, "eta": iso(eta["eta"]), "etaUpdatedAt": iso(eta["computed_at"]),
                "etaSource": f"gps/{eta['estimator']}"}
+        if eta.get("late_risk") is not None:  # a learnt model's delay risk (OrderEta v3)
+            out["lateRisk"] = eta["late_risk"]
     return out
 
 

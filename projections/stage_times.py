@@ -165,4 +165,4 @@ def arrival_record(order_id: str, driver: str, vehicle: str, dispatch: int, stag
     arrived = stages["arrived_customer_at"]
     return {"order_id": order_id, "driver_id": driver, "vehicle_id": vehicle, "dispatch_count": dispatch,
             "eta": arrived, "computed_at": arrived, "distance_m": 0.0, "stops_before": 0, "speed_kmh": None,
-            "estimator": ARRIVAL_ESTIMATOR, **stages, "updated_at": at}
+            "estimator": ARRIVAL_ESTIMATOR, "late_risk": None, "window_end": None, **stages, "updated_at": at}

@@ -54,6 +54,16 @@ SENSORS = TopicSpec(
     doc="Cold-chain temperature/humidity readings, keyed by device id. Raw telemetry: 7 days.",
 )
 
+ROAD_CONDITIONS = TopicSpec(
+    name="kuailv.road-conditions.v1",
+    key="driver_id",
+    partitions=GPS.partitions,  # co-partitioned with GPS: the driver fold joins them in event time
+    records=("RoadConditions",),
+    config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    doc="Traffic index, rain and temperature around each van on duty, every few minutes, keyed by driver id "
+        "(the navigation provider's figures as the driver app reports them). Model features. 7 days.",
+)
+
 ORDER_STATE = TopicSpec(
     name="kuailv.order-state.v1",
     key="order_id",
@@ -151,9 +161,61 @@ WEBHOOK_DEAD_LETTERS = TopicSpec(
         "or error, the attempts and the body. 30 days.",
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_EVENTS, GPS, SENSORS, ORDER_STATE, DEAD_LETTERS, VAN_ORDERS,
+KPI_EXPOSURES = TopicSpec(
+    name="kuailv.kpi-exposures.v1",
+    key="order_id",
+    partitions=ORDER_STATE.partitions,  # co-partitioned with the order views: the KPI order stage joins them
+    records=("KpiExposure",),
+    config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    doc="Repartition topic: an order named by a cold-chain-exposure alert (one record per alert and order), keyed "
+        "by order id, from the KPI exposure stage. Not compacted: an order can be on several exposed trips. 7 days.",
+)
+
+KPI_CONTRIBUTIONS = TopicSpec(
+    name="kuailv.kpi-contributions.v1",
+    key="window_key",
+    partitions=6,
+    records=("KpiContribution",),
+    config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+    doc="Repartition topic: one order's contribution to a KPI window (<dimension>|<id>|<day>), keyed by window, so "
+        "that one consumer holds a window's whole state. Keep the highest (order_version, exposures). 7 days.",
+)
+
+KPIS = TopicSpec(
+    name="kuailv.kpis.v1",
+    key="window_key",
+    partitions=3,
+    records=("KpiFigures",),
+    config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)},
+    doc="KPI figures per window: fulfilment, on-time, delivery time percentiles, loss, per city, warehouse, "
+        "merchant and driver and Beijing day (compacted, keyed by <dimension>|<id>|<day>).",
+)
+
+STOCK = TopicSpec(
+    name="kuailv.stock.v1",
+    key="warehouse_id/sku",
+    partitions=6,
+    records=("StockMovement",),
+    config={"cleanup.policy": "delete", "retention.ms": str(35 * DAY_MS)},
+    doc="Stock movements from the warehouse management system (receipts, picks, shortages, restocked returns, "
+        "stock takes), keyed by warehouse_id/sku. 35 days: the replenishment forecast reads 28 days of history.",
+)
+
+REPLENISHMENT_SUGGESTIONS = TopicSpec(
+    name="kuailv.replenishment-suggestions.v1",
+    key="stock_key",
+    partitions=3,
+    records=("ReplenishmentSuggestion",),
+    config={"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)},
+    doc="What to order per warehouse and SKU (compacted, keyed by warehouse_id/sku): the demand forecast, lead-time "
+        "demand, safety stock, reorder point, order-up-to level and the quantity to order now.",
+)
+
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (ORDER_EVENTS, GPS, SENSORS, ROAD_CONDITIONS, ORDER_STATE, DEAD_LETTERS, VAN_ORDERS,
                                      GEOFENCE_TRANSITIONS, ALERTS, ORDER_ETAS, FLEET, REDISPATCH_SUGGESTIONS,
-                                     WEBHOOK_DEAD_LETTERS)
+                                     WEBHOOK_DEAD_LETTERS, KPI_EXPOSURES, KPI_CONTRIBUTIONS, KPIS,
+                                     STOCK, REPLENISHMENT_SUGGESTIONS)
 
 
 def topic_for_record(record_name: str) -> TopicSpec:

@@ -103,4 +103,10 @@ bash scripts/setup_flink.sh
 step "benchmark peers: .venv-peers (scripts/setup_peers.sh)"
 bash scripts/setup_peers.sh
 
+# ---------------------------------------------------------------- 6. the ETA / delay-risk model
+# The workers load <state>/models/eta/current at start-up (KUAILV_ETA_MODEL=auto). Trained here, seeded and
+# deterministic, only when there is none or it no longer loads (features or scikit-learn changed): ~30-60 s.
+step "ETA / delay-risk model and stop-order travel times (kuailv train --quick --if-stale)"
+.venv/bin/kuailv train --quick --if-stale --no-progress
+
 step "done. Start the local stack with: .venv/bin/python -m infra.stack start --profile dev"

@@ -79,6 +79,8 @@ class Order:
     eta: str | None
     eta_updated_at: str | None
     eta_source: str | None
+    late_risk: float | None = strawberry.field(description="probability of arriving after the window, from the "
+                                                           "delay-risk model (while out for delivery)")
     lines: list[t.OrderLine]
     short_lines: list[int]
     stages: list[t.Stage]
@@ -119,8 +121,8 @@ class Order:
 def order_of(doc: dict[str, Any]) -> Order:
     c = t.camel
     plain = {"order_id", "version", "customer_id", "warehouse_id", "updated_at", "eta", "eta_updated_at",
-             "eta_source", "short_lines", "dispatch_count", "total_cents", "cancel_reason", "refusal_reason",
-             "rejected_events", "source"}
+             "eta_source", "late_risk", "short_lines", "dispatch_count", "total_cents", "cancel_reason",
+             "refusal_reason", "rejected_events", "source"}
     return Order(**{n: doc.get(c(n)) for n in plain}, status=t.OrderStatus(doc["status"]), lines=t.lines(doc),
                  stages=t.stages(doc), delivery_window=t.from_view(t.TimeWindow, doc["deliveryWindow"]),
                  destination=t.from_view(t.GeoPoint, doc.get("destination")),

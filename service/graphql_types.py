@@ -58,6 +58,8 @@ class DriverLoad:
     load_kg: float
     orders_on_board: int
     order_ids: list[str] = strawberry.field(description="The ids among them the caller may see.")
+    stop_order: list[str] = strawberry.field(description="The ones the caller may see that the van has not visited "
+                                                         "yet, in the suggested visiting order (the driver's route).")
 
 
 @strawberry.type(description="One order line: ordered, available, picked, weighed, delivered, returned.")
@@ -190,7 +192,8 @@ def load(d: Mapping[str, Any] | None) -> DriverLoad | None:
     if d is None:
         return None
     return DriverLoad(at=iso(d["at"]) or "", vehicle_id=d["vehicle_id"], load_kg=d["load_kg"],
-                      orders_on_board=d["orders_on_board"], order_ids=list(d["order_ids"]))
+                      orders_on_board=d["orders_on_board"], order_ids=list(d["order_ids"]),
+                      stop_order=list(d.get("stop_order") or ()))
 
 
 def track(t: Mapping[str, Any]) -> Track:

@@ -140,6 +140,8 @@ class Order(_Out):
     rejectedEvents: int
     etaUpdatedAt: str | None = _instant("when the GPS estimate was computed (while out for delivery)", optional=True)
     etaSource: str | None = None
+    lateRisk: float | None = Field(None, ge=0, le=1, description="probability that the order arrives after its "
+                                   "window, from the delay-risk model (while out for delivery)")
     openAlerts: list[OpenAlert] | None = None
     redispatchSuggestion: RedispatchSuggestion | None = None
     source: Literal["redis", "log"] | None = Field(None, description="log: rebuilt from the order-event log")
@@ -185,6 +187,8 @@ class DriverLoad(_Out):
     load_kg: float = Field(description="weight of the orders on board and not yet delivered")
     orders_on_board: int
     order_ids: list[str] = Field(description="the ids among them the caller may see")
+    stop_order: list[str] = Field(default_factory=list, description="the ones the caller may see that the van has "
+                                  "not visited yet, in the suggested visiting order (the driver's route)")
 
 
 class DriverPosition(_Out):

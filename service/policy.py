@@ -125,7 +125,8 @@ def visible_load(caller: Caller, load: dict[str, Any], own_orders: frozenset[str
     and the driver; a merchant/customer sees their own among them (``own_orders``), never another's."""
     if caller.role in EVERYTHING or caller.role == "driver":
         return load
-    return {**load, "order_ids": [o for o in load["order_ids"] if o in own_orders]}
+    return {**load, "order_ids": [o for o in load["order_ids"] if o in own_orders],
+            "stop_order": [o for o in load.get("stop_order") or () if o in own_orders]}
 
 
 def may_read_track(caller: Caller, order: Mapping[str, Any]) -> Access:

@@ -178,4 +178,5 @@ class Reads:
 def _load_doc(found: Mapping[str, Any], seen: Mapping[str, Any]) -> dict[str, Any]:
     """The load as the API shows it: the count of all orders on board, the ids the caller may see."""
     return {"at": found["at"], "vehicle_id": found["vehicle_id"], "load_kg": found["load_kg"],
-            "orders_on_board": len(found["order_ids"]), "order_ids": list(seen["order_ids"])}
+            "orders_on_board": len(found["order_ids"]), "order_ids": list(seen["order_ids"]),
+            "stop_order": list(seen.get("stop_order") or ())}

@@ -25,12 +25,15 @@ from typing import Any
 
 from projections.geofence_step import GeofenceProjection, fire_silences, gps_watermarks
 from projections.keyed_batch import fold_batch
+from projections.stage_times import ARRIVAL_ESTIMATOR
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import ALERTS, FLEET, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS, VAN_ORDERS
+from schemas.topics import ALERTS, FLEET, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS
+from streams.projection_builders import GEOFENCE_TOPICS
 from streams.runtime.batch_loop import Partition, Staged
 from streams.runtime.keyed_states import CachedStates, parked
 from streams.runtime.timers import PartitionTimers, RedisTimers
+from streams.sinks.influx import InfluxWriter, eta_line
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
 from streams.sinks.redis_geofences import RedisGeofenceStates
@@ -40,14 +43,16 @@ log = logging.getLogger(__name__)
 
 class GeofenceAgent:
     name = "geofences"
-    topics = (GPS.name, VAN_ORDERS.name)
+    topics = GEOFENCE_TOPICS
     group_suffix = "-geofences"
     assignor = "range"
 
     def __init__(self, codec: AvroCodec, projection: GeofenceProjection, store: RedisGeofenceStates, output: Output,
                  stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int], cache_keys: int = 50_000,
-                 alerts: RedisAlerts | None = None, timers: RedisTimers | None = None) -> None:
+                 alerts: RedisAlerts | None = None, timers: RedisTimers | None = None,
+                 influx: InfluxWriter | None = None) -> None:
         self.codec = codec
+        self.influx = influx  # the predictions as a time series (measurement order_eta); None: not written
         self.timer_store = timers  # gps-silent timers (None: no silence rule)
         self.timers = PartitionTimers(timers.load) if timers is not None else None
         self.watermarks: dict[str, int] | None = None
@@ -122,6 +127,10 @@ class GeofenceAgent:
             self.output.add(*record)  # (topic, key, value[, event-time timestamp ms])
         self.output.flush()
         states, alerts, etas, dues, moved = staged.payload
+        if self.influx is not None:
+            points = [eta_line(e) for e in etas if e["estimator"] != ARRIVAL_ESTIMATOR]
+            if points:
+                self.influx.write(points)
         pipe = self.stats.pipeline()
         self.store.save(states, pipe)
         if self.timer_store is not None:
@@ -169,4 +178,5 @@ class GeofenceAgent:
         self._states.forget(partitions)
 
     def close(self) -> None:
-        return None
+        if self.influx is not None:
+            self.influx.close()

@@ -20,9 +20,21 @@ import time
 from pathlib import Path
 
 from config.settings import Settings
-from schemas.topics import FLEET, GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+from schemas.topics import (
+    ALERTS,
+    FLEET,
+    GPS,
+    KPI_CONTRIBUTIONS,
+    KPI_EXPOSURES,
+    ORDER_EVENTS,
+    ORDER_STATE,
+    SENSORS,
+    STOCK,
+)
+from streams import model_probe
 from streams.kafka_lag import end_offsets, group_lag
 from streams.live_probe import LiveProbe
+from streams.projection_builders import GEOFENCE_TOPICS
 from streams.queries import (
     KINDS,
     alert_listing,
@@ -36,9 +48,12 @@ from streams.simulation_runner import SimulationProgress, simulate_into_system
 
 INPUT_TOPICS = (ORDER_EVENTS.name, GPS.name, SENSORS.name)
 # (consumer group suffix, topics): every agent's group must have caught up before the run ends
-GROUPS = (("", INPUT_TOPICS), ("-geofences", (GPS.name, VAN_ORDERS.name)),
+GROUPS = (("", INPUT_TOPICS), ("-geofences", GEOFENCE_TOPICS),
           ("-alerts", (ORDER_EVENTS.name, SENSORS.name)), ("-fleet", (FLEET.name,)),
-          ("-audit", (ORDER_EVENTS.name,)))  # the audit worker (kuailv audit run) chains the order log
+          ("-audit", (ORDER_EVENTS.name,)),  # the audit worker (kuailv audit run) chains the order log
+          ("-kpi-exposures", (ALERTS.name,)), ("-kpi-orders", (ORDER_STATE.name, KPI_EXPOSURES.name)),
+          ("-kpis", (KPI_CONTRIBUTIONS.name,)),  # the KPI stages (docs/kpis.md)
+          ("-stock", (STOCK.name,)))  # stock levels, low-stock alerts, replenishment (docs/stock.md)
 STATUS_ORDER = ["CREATED", "PAID", "PICKING", "DELIVERING", "EXCEPTION_HANDLING", "SIGNED", "RETURNING", "RETURNED",
                 "CLAIMING", "CLAIM_SETTLED", "OUT_OF_STOCK", "CANCELLED"]
 
@@ -89,6 +104,7 @@ def _line(elapsed: float, sim: SimulationProgress, stats: dict, run: dict, rate:
 def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, workers: int = 1) -> int:
     print(f"kuailv run: profile {settings.profile}, Kafka {settings.kafka_bootstrap}, Redis {settings.redis_url}, "
           f"InfluxDB {settings.influx_url}/{settings.influx_db}")
+    print(model_probe.describe(settings))  # what the workers load at start-up (they refuse a mismatched model)
     procs = [_spawn(["worker", "--loglevel", "warning"], settings, f"worker-{i}.log") for i in range(workers)]
     procs.append(_spawn(["relay", "--interval", "0.2"], settings, "relay.log"))
     procs.append(_spawn(["serve"], settings, "api.log"))
@@ -112,7 +128,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         sim_thread.start()
         prev_count, prev_t = 0, time.monotonic()
         caught_up = False
-        api_line = webhook_line = live_line = audit_line = ""
+        api_line = webhook_line = live_line = audit_line = model_line = ""
         deadline: float | None = None
         while True:
             time.sleep(1.0)
@@ -138,6 +154,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
                     webhook_line = _probe_webhooks(settings)
                     live_line = live.stop()
                     audit_line, audit_ok = _probe_audit(settings)
+                    model_line = model_probe.summary(settings, sim.order_ids)
                     if not audit_ok:
                         failed = audit_line
                     if not api_ok:
@@ -156,7 +173,8 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     stats = progress(settings)
     print()
     print(f"simulated {len(sim.order_ids)} orders in {elapsed:.1f}s: {sim.commands} order commands, "
-          f"{sim.telemetry} GPS/sensor records, {sim.refused} commands refused")
+          f"{sim.telemetry} telemetry records (GPS, sensors, road conditions, stock movements), "
+          f"{sim.refused} commands refused")
     run = _since(stats, base)
     print(f"this run: {json.dumps(run, sort_keys=True)}")
     print(f"orders on this stack now, by status: {json.dumps(stats['by_status'], sort_keys=True)}")
@@ -165,6 +183,7 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
         print(webhook_line)
         print(live_line)
         print(audit_line)
+        print(model_line)
     open_alerts = alert_listing(settings, open_only=True, limit=8)
     if open_alerts:
         print(f"\n$ kuailv alerts --open   ({stats['open_alerts']} open; newest {len(open_alerts)})")

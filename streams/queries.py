@@ -16,7 +16,8 @@ from streams.sinks.redis_geofences import RedisGeofenceStates
 from streams.sinks.redis_orders import RedisOrderStore
 from streams.sinks.redis_positions import RedisDriverPositions
 
-KINDS = ("orders", "telemetry", "geofences", "alerts", "fleet")  # the worker's agents (counters)
+KINDS = ("orders", "telemetry", "geofences", "alerts", "fleet", "kpi-exposures", "kpi-orders", "kpis",
+         "stock")  # the worker's agents (counters)
 
 
 _CLIENTS: dict[str, Any] = {}  # one client (a thread-safe connection pool) per Redis URL, made at first use

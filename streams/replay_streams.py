@@ -12,6 +12,9 @@ worker's ``geofences`` and ``alerts`` agents (``projections.geofence_step``,
   the batch makes due: gps-silent, late delivery, stuck), as in the agents and the Flink job
   (``jobs/timed_projection_job.py``), with the states in memory instead of Redis.
 
+``replay_kpis`` (``kuailv replay --projection kpis``) chains the three KPI stages the same way, each
+over the records the previous one would have published (``docs/kpis.md``).
+
 The outputs are what the worker would have published: transitions and alert records in order,
 plus dead letters. History is held in memory (fine for days of a city's telemetry on one
 machine; a spill like the order replay's is not built).
@@ -50,6 +53,10 @@ class StreamReplay:
 
     def transitions(self) -> list[dict[str, Any]]:
         return [v for kind, v in self.outputs if kind == "transition"]
+
+    def figures(self) -> dict[str, dict[str, Any]]:
+        """The latest ``KpiFigures`` per window (what the compacted ``kuailv.kpis.v1`` keeps)."""
+        return {v["window_key"]: v for kind, v in self.outputs if kind == "kpi"}
 
 
 def merged_by_time(streams: Sequence[Iterable[SourceRecord]]) -> list[list[SourceRecord]]:
@@ -105,6 +112,12 @@ def replay_fleet(projection: FleetProjection, partitions: list[list[SourceRecord
     return _replay(TimedBatches(projection, None), partitions, batch)
 
 
+def replay_stock(projection: Any, partitions: list[list[SourceRecord]], batch: int = 2000) -> StreamReplay:
+    """``kuailv.stock.v1`` through the stock projection (``projections.stock``): low-stock alerts and replenishment
+    suggestions, in each partition's offset order as the worker's stock agent sees them."""
+    return _replay(TimedBatches(projection, None), partitions, batch)
+
+
 def _replay(steps: TimedBatches, partitions: list[list[SourceRecord]], batch: int) -> StreamReplay:
     """``TimedBatches.step`` over every batch, with the states, timer indexes and watermarks in memory."""
     out = StreamReplay()
@@ -132,3 +145,41 @@ def read_merged(bootstrap: str, topics: Sequence[str], renames: Mapping[str, str
         streams.append([r if actual == topic else dataclasses.replace(r, topic=topic)
                         for r in read_topic(bootstrap, actual)])
     return merged_by_time(streams)
+
+
+def kpi_records(codec: Any, outputs: Sequence[tuple[str, dict[str, Any]]], partitions: int
+                ) -> list[list[SourceRecord]]:
+    """A KPI stage's outputs as the records its output topic would hold: partition by the key's murmur2 hash
+    (as the producer does), offsets in publishing order, timestamps the records' event times."""
+    from projections.kpi_step import OUTPUTS
+    from schemas.partitioning import murmur2_partition
+
+    per: dict[int, list[SourceRecord]] = {}
+    for kind, value in outputs:
+        topic, record_type, key_field, time_field = OUTPUTS[kind]
+        key = value[key_field].encode()
+        p = murmur2_partition(key, partitions)
+        queue = per.setdefault(p, [])
+        queue.append(SourceRecord(topic, p, len(queue), key, codec.encode(record_type, value), value[time_field]))
+    return [per[p] for p in sorted(per)]
+
+
+def replay_kpis(codec: Any, alerts: list[list[SourceRecord]], order_states: list[list[SourceRecord]],
+                batch: int = 2000) -> StreamReplay:
+    """The three KPI stages (``projections.kpi_step``) in one process, each over what the previous one
+    published: exposures from ``kuailv.alerts.v1``; the order stage over ``kuailv.order-state.v1`` merged per
+    partition (by time) with those exposures; the window stage over the contributions. ``outputs`` holds
+    every stage's outputs in order (``kpi-exposure``, ``kpi-contribution``, ``kpi``); ``figures()`` the latest
+    ``KpiFigures`` per window."""
+    from projections.kpi_step import KpiExposureProjection, KpiOrderProjection, KpiWindowProjection
+    from schemas.topics import KPI_CONTRIBUTIONS, KPI_EXPOSURES
+
+    exposures = _replay(TimedBatches(KpiExposureProjection(codec), None), alerts, batch)
+    exposure_records = kpi_records(codec, exposures.outputs, KPI_EXPOSURES.partitions)
+    merged = merged_by_time([[r for p in order_states for r in p], [r for p in exposure_records for r in p]])
+    orders = _replay(TimedBatches(KpiOrderProjection(codec), None), merged, batch)
+    contributions = kpi_records(codec, orders.outputs, KPI_CONTRIBUTIONS.partitions)
+    windows = _replay(TimedBatches(KpiWindowProjection(codec), None), contributions, batch)
+    return StreamReplay(outputs=exposures.outputs + orders.outputs + windows.outputs,
+                        dead_letters=exposures.dead_letters + orders.dead_letters + windows.dead_letters,
+                        records=exposures.records + sum(len(p) for p in order_states), states=windows.states)

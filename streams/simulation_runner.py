@@ -74,7 +74,7 @@ def simulate_into_system(settings: Settings, *, orders: int, seed: int, speedup:
     prev_at: int | None = None
     last_flush = time.monotonic()
     seen_orders: set[str] = set()
-    for step in simulate(config):
+    for step in simulate(config, stock=True):  # with the warehouses' stock movements (kuailv.stock.v1)
         if stop is not None and stop.is_set():
             break
         if speedup > 0 and prev_at is not None:

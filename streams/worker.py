@@ -27,7 +27,7 @@ from streams.runtime.batch_loop import Agent, BatchLoop, consumer_config
 from streams.runtime.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
-AGENTS = ("orders", "telemetry", "geofences", "alerts", "fleet")
+AGENTS = ("orders", "telemetry", "geofences", "alerts", "fleet", "kpi-exposures", "kpi-orders", "kpis", "stock")
 
 
 def wall_clock_ms() -> int:
@@ -74,6 +74,7 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
 
     if name == "geofences":
         from streams.geofence_agent import GeofenceAgent
+        from streams.sinks.influx import InfluxWriter
         from streams.sinks.redis_geofences import RedisGeofenceStates
 
         projection = geofence_projection(settings, codec)
@@ -81,7 +82,8 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
                              stats, consumer=consumer, wall_clock_ms=wall_clock_ms,
                              cache_keys=settings.state_cache_keys,
                              alerts=RedisAlerts(redis_client, settings.redis_prefix),
-                             timers=RedisTimers(redis_client, settings.redis_prefix, "geofence"))
+                             timers=RedisTimers(redis_client, settings.redis_prefix, "geofence"),
+                             influx=InfluxWriter(settings.influx_url, settings.influx_db))
     if name == "alerts":
         from streams.alert_agent import AlertAgent
         from streams.runtime.timers import RedisTimers
@@ -101,6 +103,25 @@ def build_agent(name: str, settings: Settings, codec: AvroCodec, redis_client: A
                           RedisAlerts(redis_client, settings.redis_prefix),
                           InfluxWriter(settings.influx_url, settings.influx_db), output, stats, consumer=consumer,
                           wall_clock_ms=wall_clock_ms)
+    if name in ("kpi-exposures", "kpi-orders", "kpis"):  # the KPI stages (docs/kpis.md)
+        from streams.kpi_agent import KpiAgent
+        from streams.sinks.influx import InfluxWriter
+        from streams.sinks.redis_kpis import RedisKpis
+
+        influx = InfluxWriter(settings.influx_url, settings.influx_db) if name == "kpis" else None
+        return KpiAgent(name, codec, RedisKpis(redis_client, settings.redis_prefix), influx, output, stats,
+                        consumer=consumer, wall_clock_ms=wall_clock_ms, cache_keys=settings.state_cache_keys)
+    if name == "stock":  # stock levels, low-stock alerts, replenishment suggestions (docs/stock.md)
+        from streams.projection_builders import stock_projection
+        from streams.sinks.influx import InfluxWriter
+        from streams.sinks.redis_stock import RedisStock
+        from streams.stock_agent import StockAgent
+
+        return StockAgent(codec, stock_projection(settings, codec, levels=True),
+                          RedisStock(redis_client, settings.redis_prefix),
+                          RedisAlerts(redis_client, settings.redis_prefix),
+                          InfluxWriter(settings.influx_url, settings.influx_db), output, stats, consumer=consumer,
+                          wall_clock_ms=wall_clock_ms, cache_keys=settings.state_cache_keys)
     raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}")
 
 

@@ -18,6 +18,12 @@ from config.settings import Settings
 if TYPE_CHECKING:
     from infra.postgres import Cluster
 
+# The tests pin the distance-speed ETA and nearest-neighbour stop order unless they choose otherwise: "auto"
+# would pick up whatever model `make run` trained into .stack. The learnt model and the planner have tests of their
+# own that set KUAILV_ETA_MODEL / KUAILV_ROUTE_PLANNER explicitly (tests/unit/models, test_model_parity.py, e2e).
+os.environ.setdefault("KUAILV_ETA_MODEL", "baseline")
+os.environ.setdefault("KUAILV_ROUTE_PLANNER", "nearest")
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:

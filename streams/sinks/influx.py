@@ -72,6 +72,18 @@ def alert_line(a: Mapping[str, Any]) -> str:
                 {"occurrences": int(a["occurrences"]), "order_id": a.get("order_id")}, int(a["updated_at"]))
 
 
+def eta_line(e: Mapping[str, Any]) -> str:
+    """One point per published ``OrderEta`` estimate (the delay-risk and ETA predictions as a time series):
+    ``SELECT mean(late_risk) FROM order_eta GROUP BY warehouse_id, time(1h)``. ``order_id`` is a tag so two
+    orders estimated at the same ping are two points (and a re-published record is one); the observed arrivals
+    (estimator geofence/arrival) are not predictions and are left out by the caller."""
+    return line("order_eta", {"order_id": e["order_id"], "driver_id": e["driver_id"], "estimator": e["estimator"]},
+                {"eta_ms": int(e["eta"]), "remaining_s": round((e["eta"] - e["computed_at"]) / 1000, 1),
+                 "late_risk": None if e.get("late_risk") is None else float(e["late_risk"]),
+                 "distance_m": float(e["distance_m"]), "stops_before": int(e["stops_before"]),
+                 "dispatch_count": int(e["dispatch_count"])}, int(e["computed_at"]))
+
+
 class InfluxWriter:
     """``write(lines)`` posts a batch of points in one request (keep-alive), retrying transient failures.
 

@@ -4,6 +4,7 @@ relay and simulator as a user runs them, live progress, an order printed."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,13 +17,15 @@ from tests.integration.processes import ROOT
 pytestmark = pytest.mark.e2e
 
 
-def kuailv(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def kuailv(*args: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cli.main", "--profile", "test", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_main_job_runs_the_simulated_city_end_to_end(stack: Settings) -> None:
-    run = kuailv("run", "--orders", "40", "--seed", "3", timeout=600)
+    # As `make run` runs it: the model and the stop order setup trained (.stack/models/eta), not the tests' baseline.
+    run = kuailv("run", "--orders", "40", "--seed", "3", timeout=600,
+                 env={"KUAILV_ETA_MODEL": "auto", "KUAILV_ROUTE_PLANNER": "auto"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     progress = [line for line in run.stdout.splitlines() if line.startswith("[")]
     assert progress and "ev/s" in progress[-1] and "dead letters" in progress[-1]
@@ -35,6 +38,10 @@ def test_main_job_runs_the_simulated_city_end_to_end(stack: Settings) -> None:
     assert live and int(live.group(1)) > 0, run.stdout[-2000:]  # alerts reached a WebSocket client as they opened
     audit = re.search(r"^audit: ([\d,]+) entries in (\d+) hash chains, all intact", run.stdout, re.M)
     assert audit and int(audit.group(1).replace(",", "")) >= 40, run.stdout[-2000:]  # the order log, chained
+    assert re.search(r"^models: ETA and delay risk hgb/\S+ .*stop order ortools/", run.stdout, re.M), \
+        run.stdout[:3000]  # the workers loaded the trained model and the OR-Tools stop order
+    risks = re.search(r"^models: (\d+) of (\d+) orders got a late risk from the model", run.stdout, re.M)
+    assert risks and int(risks.group(1)) > 0, run.stdout[-2000:]  # online inference ran in the worker
     doc_text = run.stdout.split("$ kuailv order ", 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]
     doc = json.loads(doc_text)
     assert {"orderId", "status", "driverInfo", "eta", "items"} <= doc.keys()

@@ -52,7 +52,7 @@ def test_the_shipped_rules_file_loads() -> None:
     assert sorted(rule.kind for rule in rules.rules.values()) == sorted(KINDS)
     assert set(rules.rules) == {"late-delivery", "stuck", "stock-shortage", "out-of-stock", "weight-deviation",
                                 "cold-chain-breach", "cold-chain-exposure", "gps-silent", "exception-reported",
-                                "driver-nearby", "arriving-soon"}
+                                "driver-nearby", "arriving-soon", "likely-late", "low-stock"}
     late = rules.rules["late-delivery"]
     assert late.params == LateDelivery(grace_min=30) and late.severity == "CRITICAL"
     stuck = rules.rules["stuck"].params

@@ -196,13 +196,14 @@ def test_no_exposure_without_orders_on_board_but_a_breach_is_a_breach() -> None:
 
 
 def test_a_drivers_load_is_their_newest_status_with_the_orders_on_the_van_then() -> None:
-    def on(driver: str, at: int, load: float, orders: list[str]) -> tuple[str, dict[str, Any]]:
+    def on(driver: str, at: int, load: float, orders: list[str], route: list[str] | None = None
+           ) -> tuple[str, dict[str, Any]]:
         kind, v = status(driver, at, 39.9, 116.4, load=load)
-        return kind, {**v, "orders_on_board": orders}
+        return kind, {**v, "orders_on_board": orders, **({"stop_order": route} if route is not None else {})}
 
-    st, _, _ = step(None, [on("D1", T0, 40.0, ["KL1"]), on("D1", T0 + MIN, 70.5, ["KL1", "KL2"]),
+    st, _, _ = step(None, [on("D1", T0, 40.0, ["KL1"]), on("D1", T0 + MIN, 70.5, ["KL1", "KL2"], ["KL2", "KL1"]),
                            on("D1", T0 + 30_000, 0.0, []), on("D2", T0, 5.0, ["KL9"])], CTX)  # a late status
     assert fleet.driver_load(st, "D1") == {"driver_id": "D1", "vehicle_id": "VAN-D1", "at": T0 + MIN,
-                                           "load_kg": 70.5, "order_ids": ["KL1", "KL2"]}
+                                           "load_kg": 70.5, "order_ids": ["KL1", "KL2"], "stop_order": ["KL2", "KL1"]}
     assert fleet.driver_load(st, "D2")["order_ids"] == ["KL9"]
     assert fleet.driver_load(st, "D-UNKNOWN") is None and fleet.driver_load(None, "D1") is None

@@ -170,7 +170,7 @@ def test_stage_times_go_out_as_order_etas_and_a_redelivered_batch_repeats_none()
     assert etas and all(e["arrived_warehouse_at"] == T0 for e in etas)
     framed = CODEC.encode("OrderEta", etas[0])
     decoded = CODEC.decode(framed)
-    assert decoded.schema_id == CODEC.catalog.latest("OrderEta").id == 702
+    assert decoded.schema_id == CODEC.catalog.latest("OrderEta").id == 703
     assert decoded.value == etas[0]
 
     again = fold_batch(p, batch, lambda keys: {"DRV-1": f.state})

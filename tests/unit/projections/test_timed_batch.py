@@ -23,12 +23,13 @@ from projections.fleet import STATUS_INTERVAL_MS
 from projections.geofence import GeoContext
 from projections.geofence_step import GeofenceProjection
 from projections.order_state import fold
+from projections.order_status import ORDER_EVENT_TYPES
 from projections.timed_batch import TimedBatches, alert_timing, geofence_timing
 from projections.van_eta import EtaSettings
 from projections.van_orders import van_order_records
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
-from schemas.topics import GPS, ORDER_EVENTS, SENSORS, VAN_ORDERS
+from schemas.topics import GPS, ORDER_EVENTS, ROAD_CONDITIONS, SENSORS, VAN_ORDERS
 from simulator.config import SimulationConfig
 from simulator.traffic import event_log
 from streams.replay_streams import merged_by_time
@@ -36,7 +37,7 @@ from streams.replay_streams import merged_by_time
 CODEC = AvroCodec(epoch_ms=True)
 RULES = load_rules_file()
 TOPIC_OF = {"GpsPing": (GPS, "driver_id"), "SensorReading": (SENSORS, "device_id"),
-            "VanOrder": (VAN_ORDERS, "driver_id")}
+            "VanOrder": (VAN_ORDERS, "driver_id"), "RoadConditions": (ROAD_CONDITIONS, "driver_id")}
 
 
 def topic_records(log: list[tuple[str, dict[str, Any]]]) -> dict[str, list[SourceRecord]]:
@@ -56,6 +57,8 @@ def topic_records(log: list[tuple[str, dict[str, Any]]]) -> dict[str, list[Sourc
         if t in TOPIC_OF:
             spec, key = TOPIC_OF[t]
             put(spec, v[key], t, v, v["event_time"])
+            continue
+        if t not in ORDER_EVENT_TYPES:  # records no projection here reads (stock movements)
             continue
         put(ORDER_EVENTS, v["order_id"], t, v, v["event_time"])
         before = states.get(v["order_id"])
@@ -102,7 +105,8 @@ def geofence_steps() -> TimedBatches:
     assert soon is not None and silent is not None
     ctx = GeoContext(fences, 30_000, EtaSettings(DistanceSpeedEta(), soon_ms=round(soon.params.threshold_min * 60_000)),
                      silence_ms=round(silent.params.silence_min * 60_000), status_ms=STATUS_INTERVAL_MS)
-    projection = GeofenceProjection(CODEC, FenceIndex(fences), ctx, {GPS.name: "GpsPing", VAN_ORDERS.name: "VanOrder"},
+    projection = GeofenceProjection(CODEC, FenceIndex(fences), ctx, {GPS.name: "GpsPing", VAN_ORDERS.name: "VanOrder",
+                                                                 ROAD_CONDITIONS.name: "RoadConditions"},
                                     RULES)
     return TimedBatches(projection, geofence_timing(projection))
 
@@ -127,7 +131,7 @@ def _latest(outputs: list[tuple[str, dict[str, Any]]], kind: str, key: str) -> d
 
 @pytest.mark.parametrize("size", [1, 7, 300])
 def test_geofence_outputs_do_not_depend_on_the_batching(topics: dict[str, list[SourceRecord]], size: int) -> None:
-    partitions = merged_by_time([topics[GPS.name], topics[VAN_ORDERS.name]])
+    partitions = merged_by_time([topics[GPS.name], topics[VAN_ORDERS.name], topics[ROAD_CONDITIONS.name]])
     big, small = _run(geofence_steps(), partitions, 5000), _run(geofence_steps(), partitions, size)
     transitions = _per(big, "transition", "driver_id")
     assert sum(map(len, transitions.values())) > 20

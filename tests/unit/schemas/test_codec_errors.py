@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from projections.kpi_step import order_outputs
+from projections.kpis import figures, order_facts
 from projections.order_state import fold_all
 from schemas.catalog import CommittedCatalog
 from schemas.codec import AvroCodec, Decoded
@@ -54,6 +56,9 @@ SAMPLES |= {
     "SensorReading": {"event_id": "sen-1", "device_id": "SEN-VAN-001-A", "vehicle_id": "VAN-001",
                       "warehouse_id": None, "compartment": "CHILLED", "event_time": T0, "producer": "sensor-gateway",
                       "temperature_c": 3.2, "humidity_pct": 85.0},
+    "RoadConditions": {"event_id": "rc-1", "driver_id": "DRV-001", "vehicle_id": "VAN-001", "event_time": T0,
+                       "producer": "driver-app/3.2+amap-traffic", "traffic_index": 1.6, "rain_mm_h": 2.5,
+                       "temperature_c": 11.0},
     "DeadLetter": {"source_topic": "kuailv.order-events.v1", "source_partition": 2, "source_offset": 41,
                    "source_timestamp": T0, "key": b"KL20260601001", "value": b"\x01garbage",
                    "reason_code": "NOT_AVRO_FRAMED", "reason": "magic byte is 1, expected 0", "event_id": None,
@@ -72,13 +77,13 @@ SAMPLES |= {
     "OrderEta": {"order_id": "KL20260601001", "driver_id": "DRV-001", "vehicle_id": "VAN-001", "dispatch_count": 1,
                  "eta": T0 + 600_000, "computed_at": T0, "distance_m": 3200.5, "stops_before": 1, "speed_kmh": 24.2,
                  "estimator": "distance-speed/v1", "arrived_warehouse_at": T0 - 1_800_000, "arrived_customer_at": None,
-                 "left_customer_at": None, "updated_at": T0},
+                 "left_customer_at": None, "late_risk": 0.83, "window_end": T0 + 300_000, "updated_at": T0},
     "VanOrder": {"driver_id": "DRV-001", "vehicle_id": "VAN-001", "order_id": "KL20260601001", "order_version": 7,
                  "customer_id": "C-1", "warehouse_id": "WH-BJ-CY-01", "state": "ON_BOARD",
                  "destination": {"lat": 39.93, "lng": 116.45}, "window_start": T0, "window_end": T0 + 3600_000,
                  "dispatch_count": 1, "weight_kg": 42.5, "event_time": T0},
     "DriverStatus": {"driver_id": "DRV-002", "vehicle_id": "VAN-002", "lat": 39.95, "lng": 116.40, "at": T0,
-                     "load_kg": 120.5, "orders_on_board": ["KL20260601002"]},
+                     "load_kg": 120.5, "orders_on_board": ["KL20260601002"], "stop_order": ["KL20260601002"]},
     "RedispatchRequest": {"request_id": "KL20260601001#1", "order_id": "KL20260601001", "from_driver_id": "DRV-001",
                           "from_vehicle_id": "VAN-001", "dispatch_count": 1, "reason_code": "TRAFFIC_ACCIDENT",
                           "incident": {"lat": 39.92, "lng": 116.43}, "destination": {"lat": 39.93, "lng": 116.45},
@@ -97,6 +102,24 @@ SAMPLES |= {
         "reason": "17 attempts failed", "body": "{}", "consumer": "kuailv-projector@host/webhooks",
         "failed_at": T0 + 86_000_000},
 }
+# KPI records as the projections compute them from the sample view (projections.kpi_step, projections.kpis)
+SAMPLES["KpiExposure"] = {"order_id": "KL20260601001", "alert_id": "cold-chain-exposure/vehicle/VAN-001/CHILLED/trip-1",
+                          "vehicle_id": "VAN-001", "exposed_at": T0}
+_kpi_state = {"facts": order_facts(SAMPLES["OrderState"]), "exposures": {SAMPLES["KpiExposure"]["alert_id"]: T0},
+              "keys": [], "sent": None}
+SAMPLES["KpiContribution"] = order_outputs(None, _kpi_state)[0][1]
+SAMPLES["KpiFigures"] = figures(SAMPLES["KpiContribution"]["window_key"],
+                                {"KL20260601001": SAMPLES["KpiContribution"]})
+SAMPLES["StockMovement"] = {"event_id": "PICK-KL20260601001-1", "warehouse_id": "WH-BJ-CY-01", "sku": "VEG-POTATO",
+                            "kind": "PICK", "quantity": 12.5, "unit": "KG", "order_id": "KL20260601001", "line_no": 1,
+                            "reference": None, "event_time": T0, "producer": "wms"}
+SAMPLES["ReplenishmentSuggestion"] = {
+    "suggestion_id": "WH-BJ-CY-01/VEG-POTATO@PCK-KL20260601001-1", "stock_key": "WH-BJ-CY-01/VEG-POTATO",
+    "warehouse_id": "WH-BJ-CY-01", "sku": "VEG-POTATO", "unit": "KG", "reason": "BELOW_REORDER_POINT",
+    "decided_at": T0, "on_hand": 80.0, "forecast_daily": 100.0, "forecast_std": 20.0, "history_days": 28,
+    "service_level": 0.98, "lead_time_days": 1.0, "lead_time_demand": 100.0, "safety_stock": 41.07,
+    "reorder_point": 141.07, "order_up_to": 241.07, "suggested_quantity": 161.5, "rule_version": 1,
+    "policy": "reorder-point/v1"}
 
 
 def test_samples_cover_every_latest_record_type():

@@ -104,6 +104,7 @@ def test_order_created_v1_json_form_reads_with_v2():
 # --- OrderEta v1 -> v2: the order's tracking record gains its stage times ------------------
 
 ETA_V2_FIELDS = ["arrived_warehouse_at", "arrived_customer_at", "left_customer_at", "updated_at"]
+ETA_V3_FIELDS = ["late_risk", "window_end"]
 ETA_V1_RECORD = {"order_id": "KL20260601001", "driver_id": "DRV-001", "vehicle_id": "VAN-001", "dispatch_count": 1,
                  "eta": T0 + 600_000, "computed_at": T0, "distance_m": 3200.5, "stops_before": 1, "speed_kmh": 24.2,
                  "estimator": "distance-speed/v1"}
@@ -118,12 +119,11 @@ def test_order_eta_v1_decodes_into_the_v2_shape():
 
     assert (decoded.record_type, decoded.schema_id) == ("OrderEta", 701)
     assert list(decoded.value) == [f["name"] for f in CATALOG.latest("OrderEta").raw["fields"]]
-    assert decoded.value == {**ETA_V1_RECORD, **dict.fromkeys(ETA_V2_FIELDS)}
+    assert decoded.value == {**ETA_V1_RECORD, **dict.fromkeys(ETA_V2_FIELDS + ETA_V3_FIELDS)}
 
 
 def test_order_eta_v2_only_adds_optional_timestamps():
     v1, v2 = CATALOG.by_id(701).raw, CATALOG.by_id(702).raw
-    assert CATALOG.latest("OrderEta").id == 702
     kept = v2["fields"][:len(v1["fields"])]
     assert [(f["name"], f["type"]) for f in kept] == [(f["name"], f["type"]) for f in v1["fields"]]
     added = v2["fields"][len(v1["fields"]):]
@@ -132,12 +132,23 @@ def test_order_eta_v2_only_adds_optional_timestamps():
     assert all(f["default"] is None and f["doc"] for f in added)
 
 
-def test_order_eta_v1_json_form_reads_with_v2():
-    as_json = codec.to_avro_json("OrderEta", {**ETA_V1_RECORD, **dict.fromkeys(ETA_V2_FIELDS)})
-    for name in ETA_V2_FIELDS:
+def test_order_eta_v1_json_form_reads_with_v3():
+    as_json = codec.to_avro_json("OrderEta", {**ETA_V1_RECORD, **dict.fromkeys(ETA_V2_FIELDS + ETA_V3_FIELDS)})
+    for name in ETA_V2_FIELDS + ETA_V3_FIELDS:
         del as_json[name]  # a replay file written before v2
     read = codec.from_avro_json("OrderEta", as_json)
-    assert all(read[name] is None for name in ETA_V2_FIELDS)
+    assert all(read[name] is None for name in ETA_V2_FIELDS + ETA_V3_FIELDS)
+
+
+def test_order_eta_v3_only_adds_the_risk_and_the_window_it_is_judged_against():
+    v2, v3 = CATALOG.by_id(702).raw, CATALOG.by_id(703).raw
+    assert CATALOG.latest("OrderEta").id == 703
+    assert v3["fields"][:len(v2["fields"])] == v2["fields"]
+    added = v3["fields"][len(v2["fields"]):]
+    assert [f["name"] for f in added] == ETA_V3_FIELDS
+    assert [f["type"] for f in added] == [["null", "double"],
+                                          ["null", {"type": "long", "logicalType": "timestamp-millis"}]]
+    assert all(f["default"] is None and f["doc"] for f in added)
 
 
 # --- personal fields become "plain text or sealed" (issue 9) -----------------------------

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from simulator.events import T0
-from streams.sinks.influx import gps_line, line, sensor_line
+from streams.sinks.influx import eta_line, gps_line, line, sensor_line
 
 GPS = {"event_id": "7c1e2b1e-0000-5000-8000-000000000001", "driver_id": "DRV-001", "vehicle_id": "VAN-001",
        "event_time": T0, "producer": "driver-app/3.2", "lat": 39.9042, "lng": 116.4074, "speed_kmh": 31.5,
@@ -81,3 +81,14 @@ def test_a_newline_in_a_tag_never_produces_a_second_line() -> None:
     except ValueError:
         return
     assert "\n" not in got, got
+
+
+def test_eta_line_carries_the_prediction_and_its_model() -> None:
+    eta = {"order_id": "KL202606010001", "driver_id": "DRV-001", "estimator": "hgb/3f2a", "eta": 1780294230000,
+           "computed_at": 1780293630000, "late_risk": 0.8125, "distance_m": 4200.5, "stops_before": 1,
+           "dispatch_count": 2}
+    assert eta_line(eta) == ("order_eta,driver_id=DRV-001,estimator=hgb/3f2a,order_id=KL202606010001 "
+                             "eta_ms=1780294230000i,remaining_s=600.0,late_risk=0.8125,distance_m=4200.5,"
+                             "stops_before=1i,dispatch_count=2i 1780293630000")
+    baseline = eta_line({**eta, "estimator": "distance-speed/v1", "late_risk": None})
+    assert "late_risk" not in baseline and "estimator=distance-speed/v1" in baseline
