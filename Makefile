@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PROFILE ?= dev
 ORDERS ?= 300
-SPEEDUP ?= 0
+SPEEDUP ?= 1000
 
 .PHONY: setup run test unit integration report stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing bench-models \
 	lint clean flink-job flink-cluster-start flink-cluster-stop flink-submit
