@@ -31,7 +31,7 @@ from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, FLEET, ORDER_EVENTS, SENSORS
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.keyed_states import CachedStates, parked
+from streams.runtime.keyed_states import CachedStates, dead_letter_records, parked
 from streams.runtime.timers import PartitionTimers, RedisTimers
 from streams.sinks.influx import InfluxWriter, alert_line
 from streams.sinks.kafka_output import Output
@@ -91,11 +91,7 @@ class AlertAgent:
         self.watermarks.update(moved)
         kafka: list[tuple[Any, ...]] = [(ALERTS.name, a["alert_id"].encode(), self.codec.encode("Alert", a),
                                          a["updated_at"]) for a in alerts] + forwards
-        if result.dead_letters:
-            failed_at = self._now()
-            for d in result.dead_letters:
-                log.warning("dead letter: %s", d)
-                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        kafka += dead_letter_records(result.dead_letters, self.codec, self.consumer, self._now, log)
         saves = [(key, state, part, next_due(state)) for key, (state, part) in changed.items()]
         for key, state, part, _ in saves:
             self._states.put(key, state, part)

@@ -25,7 +25,7 @@ from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, FLEET, REDISPATCH_SUGGESTIONS
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.keyed_states import CachedStates, parked
+from streams.runtime.keyed_states import CachedStates, dead_letter_records, parked
 from streams.sinks.influx import InfluxWriter, alert_line
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
@@ -75,11 +75,7 @@ class FleetAgent:
                          v["to_driver_id"], v["reason"])
             states.append((key, f.state))
             self._states.put(key, f.state, result.partitions[key])
-        if result.dead_letters:
-            failed_at = self._now()
-            for d in result.dead_letters:
-                log.warning("dead letter: %s", d)
-                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        kafka += dead_letter_records(result.dead_letters, self.codec, self.consumer, self._now, log)
         counts = result.counts
         counts.alerts_written = len(alerts)
         return Staged(records, kafka, (states, suggestions, alerts), counts)

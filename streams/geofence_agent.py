@@ -31,7 +31,7 @@ from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, FLEET, GEOFENCE_TRANSITIONS, GPS, ORDER_ETAS
 from streams.projection_builders import GEOFENCE_TOPICS
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.keyed_states import CachedStates, parked
+from streams.runtime.keyed_states import CachedStates, dead_letter_records, parked
 from streams.runtime.timers import PartitionTimers, RedisTimers
 from streams.sinks.influx import InfluxWriter, eta_line
 from streams.sinks.kafka_output import Output
@@ -108,11 +108,7 @@ class GeofenceAgent:
             if key not in result.folded:
                 states.append((key, state))
                 entries.append((key, state, (GPS.name, self._partition_of[key])))
-        if result.dead_letters:
-            failed_at = self._now()
-            for d in result.dead_letters:
-                log.warning("dead letter: %s", d)
-                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        kafka += dead_letter_records(result.dead_letters, self.codec, self.consumer, self._now, log)
         for key, state, partition in entries:
             self._states.put(key, state, partition)
         counts = result.counts

@@ -27,7 +27,7 @@ from projections.kpi_step import OUTPUTS, STAGES
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.keyed_states import CachedStates, parked
+from streams.runtime.keyed_states import CachedStates, dead_letter_records, parked
 from streams.sinks.influx import line
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_kpis import RedisKpis
@@ -81,11 +81,7 @@ class KpiAgent:
                     figures.append(value)
             states.append((key, f.state))
             self._states.put(key, f.state, result.partitions[key])
-        if result.dead_letters:
-            failed_at = self._now()
-            for d in result.dead_letters:
-                log.warning("dead letter: %s", d)
-                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        kafka += dead_letter_records(result.dead_letters, self.codec, self.consumer, self._now, log)
         return Staged(records, kafka, (states, figures), result.counts)
 
     def write(self, staged: Staged) -> None:

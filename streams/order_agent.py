@@ -28,7 +28,7 @@ from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ORDER_EVENTS, ORDER_STATE
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.keyed_states import CachedStates, parked
+from streams.runtime.keyed_states import CachedStates, dead_letter_records, parked
 from streams.runtime.state_cache import Entry
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_orders import OrderWrite, RedisOrderStore
@@ -73,11 +73,7 @@ class OrderStateAgent:
             kafka += derived_records(self.codec, f.outputs)
             writes.append(OrderWrite(key, f.state, projection))
             entries.append((key, Entry(f.state, result.partitions.get(key, partition), memo)))
-        if result.dead_letters:
-            failed_at = self._now()
-            for d in result.dead_letters:
-                log.warning("dead letter: %s", d)
-                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        kafka += dead_letter_records(result.dead_letters, self.codec, self.consumer, self._now, log)
         for key, entry in entries:  # only now: an exception above leaves the cache as it was
             self.cache.put(key, entry)
         counts = result.counts

@@ -24,7 +24,7 @@ from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, REPLENISHMENT_SUGGESTIONS, STOCK
 from streams.runtime.batch_loop import Partition, Staged
-from streams.runtime.keyed_states import CachedStates, parked
+from streams.runtime.keyed_states import CachedStates, dead_letter_records, parked
 from streams.sinks.influx import InfluxWriter, alert_line, line
 from streams.sinks.kafka_output import Output
 from streams.sinks.redis_alerts import RedisAlerts
@@ -82,11 +82,7 @@ class StockAgent:
                     suggestions.append(v)
             states.append((key, f.state))
             self._states.put(key, f.state, result.partitions[key])
-        if result.dead_letters:
-            failed_at = self._now()
-            for d in result.dead_letters:
-                log.warning("dead letter: %s", d)
-                kafka.append(d.encode(self.codec, self.consumer, failed_at))
+        kafka += dead_letter_records(result.dead_letters, self.codec, self.consumer, self._now, log)
         counts = result.counts
         counts.alerts_written = len(alerts)
         counts.points_written = len(points)

@@ -11,6 +11,7 @@ before it folds the next batch, so the cache is only ever touched by one thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
@@ -80,3 +81,17 @@ def parked(records: list[SourceRecord], reason: str, codec: Any, consumer: str, 
            payload: Any) -> Staged:
     kafka = [processing_error(rec, reason).encode(codec, consumer, failed_at) for rec in records]
     return Staged(records, kafka, payload, Counts(records=len(records), dead_letters=len(records)))
+
+
+def dead_letter_records(dead: Sequence[Any], codec: Any, consumer: str, now: Callable[[], int],
+                        log: logging.Logger) -> list[tuple[str, bytes, bytes]]:
+    """A batch's dead letters (``schemas.dead_letters.DeadLetter``) as Kafka records for the dead-letter topic,
+    each logged, all stamped with one ``now()`` (the only wall-clock read: ``failed_at``)."""
+    if not dead:
+        return []
+    failed_at = now()
+    records = []
+    for d in dead:
+        log.warning("dead letter: %s", d)
+        records.append(d.encode(codec, consumer, failed_at))
+    return records
