@@ -154,7 +154,9 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
                     webhook_line = _probe_webhooks(settings)
                     live_line = live.stop()
                     audit_line, audit_ok = _probe_audit(settings)
-                    model_line = model_probe.summary(settings, sim.order_ids)
+                    model_line = "\n".join([model_probe.summary(settings, sim.order_ids),
+                                             model_probe.kpi_summary(settings, sim.order_ids),
+                                             model_probe.stock_summary(settings)])
                     if not audit_ok:
                         failed = audit_line
                     if not api_ok:

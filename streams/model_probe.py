@@ -1,4 +1,5 @@
-"""What ``kuailv run`` says about the learnt models: which ones the workers load, and what they did this run.
+"""What ``kuailv run`` says about the decisions from history: the models the workers load and what they
+predicted this run, the city's KPIs of the run's days, and the stock levels and replenishment suggestions.
 
 ``describe`` is printed before the workers start (the same resolution the workers make at start-up:
 ``config.eta_model``); ``summary`` after they caught up: how many of the run's orders got a delay risk
@@ -62,3 +63,45 @@ def summary(settings: Settings, order_ids: list[str]) -> str:
         return f"models: no order of this run got a late risk ({len(order_ids)} orders; baseline ETAs only)"
     return (f"models: {len(risks)} of {len(order_ids)} orders got a late risk from the model (highest "
             f"{max(risks):.2f}); {len(late)} likely-late notices opened")
+
+
+def kpi_summary(settings: Settings, order_ids: list[str]) -> str:
+    """The city's KPI figures of the run's days (the Beijing date in each order id: KL + YYYYMMDD + seq)."""
+    from streams.queries import _client
+    from streams.sinks.redis_kpis import RedisKpis
+
+    days = sorted({f"{o[2:6]}-{o[6:8]}-{o[8:10]}" for o in order_ids if len(o) >= 10})
+    with _client(settings) as r:
+        found = [f for d in days if (f := RedisKpis(r, settings.redis_prefix).figures("city", "all", d))]
+    if not found:
+        return f"kpis: no city figures yet for {', '.join(days) or 'this run'} (kuailv kpis --dimension city)"
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    days_text = "; ".join(
+        f"city {f['day']}: {f['orders']} orders, fulfilment {pct(f['fulfilment_rate'])}, on time "
+        f"{pct(f['on_time_rate'])}, delivery p50/p90 {_minutes(f['delivery_p50_ms'])}/"
+        f"{_minutes(f['delivery_p90_ms'])}, loss {pct(f['loss_rate'])}" for f in found)
+    return f"kpis: {days_text} (kuailv kpis --dimension warehouse|merchant|driver --day ...)"
+
+
+def _minutes(ms: int | None) -> str:
+    return "-" if ms is None else f"{ms / 60_000:.0f} min"
+
+
+def stock_summary(settings: Settings) -> str:
+    """Stock levels and replenishment suggestions of every warehouse the stock agent has seen."""
+    from streams.queries import _client
+    from streams.sinks.redis_stock import RedisStock
+
+    with _client(settings) as r:
+        warehouses = sorted({k.decode().rsplit(":", 1)[1] for k in r.scan_iter(f"{settings.redis_prefix}:stock:*")})
+        store = RedisStock(r, settings.redis_prefix)
+        levels = {wh: store.levels(wh) for wh in warehouses}
+        suggestions = sum(len(store.suggestions(wh)) for wh in warehouses)
+    skus = sum(len(v) for v in levels.values())
+    low = sum(1 for v in levels.values() for level in v.values()
+              if level.get("reorder_point") is not None and level["on_hand"] < level["reorder_point"])
+    return (f"stock: {skus} SKU levels in {len(warehouses)} warehouses, {low} below their reorder point, "
+            f"{suggestions} replenishment suggestions (Redis stock:/replenishment:{{warehouse}}; docs/stock.md)")

@@ -44,6 +44,11 @@ def test_main_job_runs_the_simulated_city_end_to_end(stack: Settings) -> None:
     risks = re.search(r"^models: (\d+) of (\d+) orders got a late risk from the model", run.stdout, re.M)
     model_lines = [line for line in run.stdout.splitlines() if line.startswith("models:")]
     assert risks and int(risks.group(1)) > 0, model_lines  # online inference ran in the worker
+    kpis = re.search(r"^kpis: city \d{4}-\d\d-\d\d: (\d+) orders, fulfilment [\d.]+%, on time [\d.]+%",
+                     run.stdout, re.M)
+    assert kpis and int(kpis.group(1)) > 0, run.stdout[-2000:]  # the KPI stages caught up and Redis has the day
+    stock = re.search(r"^stock: (\d+) SKU levels in (\d+) warehouses", run.stdout, re.M)
+    assert stock and int(stock.group(1)) > 0 and int(stock.group(2)) > 0, run.stdout[-2000:]  # WMS movements folded
     doc_text = run.stdout.split("$ kuailv order ", 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]
     doc = json.loads(doc_text)
     assert {"orderId", "status", "driverInfo", "eta", "items"} <= doc.keys()
