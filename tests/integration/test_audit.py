@@ -146,7 +146,9 @@ def trail(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         first = _produce(stack.kafka_bootstrap, topic, orders[:8], T0)
         junk = SyncProducer(stack.kafka_bootstrap)
-        junk.send(topic, junk_key.encode(), b"\x00\x00\x00\x00garbage: not an order event")
+        # magic byte 0, then a schema id no catalog entry has (the old b"\x00\x00\x00\x00g..." read as id 103,
+        # which RoadConditions took), then garbage
+        junk.send(topic, junk_key.encode(), b"\x00" + (999_999).to_bytes(4, "big") + b"garbage: not an order event")
         junk.flush()
         first += 1
         a.start()
