@@ -74,13 +74,15 @@ def test_tracks(role: str) -> None:
 
 
 def test_a_load_shows_the_order_ids_only_to_whom_they_belong() -> None:
-    load = {"driver_id": "DRV-1", "vehicle_id": "VAN-1", "at": 1, "load_kg": 80.0, "order_ids": ["KL1", "KL2"]}
+    load = {"driver_id": "DRV-1", "vehicle_id": "VAN-1", "at": 1, "load_kg": 80.0, "order_ids": ["KL1", "KL2"],
+            "stop_order": ["KL2", "KL1"]}
     for role in ("operator", "customer_service", "driver"):
-        assert visible_load(who(role, OWN[role]), load) == load
+        assert visible_load(who(role, OWN[role]), load) == load  # the driver sees the whole suggested route
     for role in ("merchant", "customer"):
         seen = visible_load(who(role, "CUST-1"), load, frozenset({"KL2", "KL7"}))
-        assert seen["order_ids"] == ["KL2"] and seen["load_kg"] == 80.0
-        assert visible_load(who(role, "CUST-2"), load)["order_ids"] == []
+        assert seen["order_ids"] == ["KL2"] and seen["stop_order"] == ["KL2"] and seen["load_kg"] == 80.0
+        other = visible_load(who(role, "CUST-2"), load)
+        assert other["order_ids"] == [] and other["stop_order"] == []
 
 
 def test_warehouse_staff_get_no_alert_location() -> None:
