@@ -110,13 +110,13 @@ def fold_all(inputs: dict[str, list[Any]], estimator: Any, planner: Any = None) 
 
 
 def the_model(path: str | None) -> tuple[Any, Path, tempfile.TemporaryDirectory[str] | None]:
-    from config.eta_model import _artifact
+    from config.eta_model import artifact_path
     from trainer.artifacts import load_estimator
 
     if path:
         return load_estimator(Path(path)), Path(path), None
     settings = load_settings()
-    artifact = _artifact(settings) if settings.eta_model != "baseline" else None
+    artifact = artifact_path(settings) if settings.eta_model != "baseline" else None
     if artifact is not None:
         return load_estimator(artifact), artifact, None
     from trainer.pipeline import TrainOptions, run

@@ -107,8 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _current(out: Path) -> str | None:
     """The version ``out/current`` names when it loads as the engines would load it (and has its travel times)."""
-    from trainer.artifacts import ArtifactError, load_eta_model
-    from trainer.pipeline import TRAVEL_TIMES_FILE
+    from trainer.artifacts import TRAVEL_TIMES_FILE, ArtifactError, load_eta_model
 
     try:
         loaded = load_eta_model(out)

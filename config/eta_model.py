@@ -28,7 +28,6 @@ from typing import Any
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
-TRAVEL_TIMES = "travel_times.json"
 
 
 class EtaModelError(RuntimeError):
@@ -50,7 +49,8 @@ def model_root(settings: Settings) -> Path:
     return settings.state_dir / "models" / "eta"
 
 
-def _artifact(settings: Settings) -> Path | None:
+def artifact_path(settings: Settings) -> Path | None:
+    """The artifact directory ``KUAILV_ETA_MODEL`` selects (None: the baseline). Raises ``EtaModelError``."""
     from trainer.artifacts import ArtifactError, resolve
 
     spec = settings.eta_model.strip()
@@ -75,9 +75,11 @@ def _planner(settings: Settings, artifact: Path | None) -> tuple[Any, str]:
     if spec == "nearest":
         return None, "nearest"
     if spec == "auto":
-        if artifact is None or not (artifact / TRAVEL_TIMES).is_file():
+        from trainer.artifacts import TRAVEL_TIMES_FILE
+
+        if artifact is None or not (artifact / TRAVEL_TIMES_FILE).is_file():
             return None, "nearest"
-        path = artifact / TRAVEL_TIMES
+        path = artifact / TRAVEL_TIMES_FILE
     else:
         path = Path(spec)
     from projections.routing import plan_stops
@@ -104,7 +106,7 @@ def choose(settings: Settings) -> EtaChoice:
     """Load the configured estimator and planner (I/O: reads the artifact). Raises ``EtaModelError``."""
     from projections.eta import DistanceSpeedEta
 
-    artifact = _artifact(settings)
+    artifact = artifact_path(settings)
     planner, planner_name = _planner(settings, artifact)
     if artifact is None:
         return EtaChoice(DistanceSpeedEta(), "distance-speed/v1", False, None, planner, planner_name)

@@ -8,12 +8,11 @@ later loads can be formed differently, and the fleet's random draws (route shape
 drift apart too. ``measure`` reads a run's log only: distance driven (fix-to-fix GPS distance, all
 driving, and the legs to customers alone), trips, and, over the orders handed over in both runs,
 lateness against each order's window end. ``route_report_section`` is the model report's section;
-``python -m models.route_evaluation --days N`` prints it.
+``python -m trainer.evaluations routes --days N`` prints it.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -201,22 +200,6 @@ def route_report_section(seed: int = 42, days: int = 2, seeds: int = 1, calm: bo
     return "Delivery routes: nearest neighbour vs planned (OR-Tools)", "\n".join(text)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="models.route_evaluation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--days", type=int, default=2)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--seeds", type=int, default=1, help="repeat over this many seeds (robustness line)")
-    p.add_argument("--gps-interval-s", type=float, default=FAST["gps_interval_s"], help="finer fixes run slower")
-    p.add_argument("--no-calm", action="store_true", help="skip the table without jams and accidents")
-    args = p.parse_args(argv)
-    title, body = route_report_section(args.seed, args.days, args.seeds, not args.no_calm,
-                                       gps_interval_s=args.gps_interval_s)
-    print(f"## {title}\n\n{body}")
-
-
-if __name__ == "__main__":
-    main()
 
 
 __all__ = ["Comparison", "RunMetrics", "compare", "handovers", "km_driven", "measure", "route_report_section",

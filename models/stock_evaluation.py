@@ -1,6 +1,6 @@
 """Does following the replenishment suggestions beat the current policy? A closed-loop simulation. Pure.
 
-    .venv/bin/python -m models.stock_evaluation [--seed 42] [--weeks 4] [--seeds 3]
+    .venv/bin/python -m trainer.evaluations stock [--seed 42] [--weeks 4] [--seeds 3]
 
 The same seeded demand (``simulator.inventory.order_demand``: the simulator's orders without the fleet,
 every warehouse x SKU) runs twice from the same opening stock, once per policy, and here the stock
@@ -22,7 +22,6 @@ gives it to the model report (``models/report.py``).
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -216,16 +215,3 @@ def stock_report_section(seed: int = 42, weeks: int = 4, seeds: int = 1) -> tupl
     return "Replenishment: current policy vs suggestions", "\n".join(text)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="models.stock_evaluation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--weeks", type=int, default=4)
-    p.add_argument("--seeds", type=int, default=1, help="repeat over this many seeds (robustness line)")
-    args = p.parse_args(argv)
-    title, body = stock_report_section(args.seed, args.weeks, args.seeds)
-    print(f"## {title}\n\n{body}")
-
-
-if __name__ == "__main__":
-    main()

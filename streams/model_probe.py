@@ -48,11 +48,11 @@ def _headline(metrics: dict[str, Any]) -> dict[str, float]:
 
 def summary(settings: Settings, order_ids: list[str]) -> str:
     """One line about the run's orders: late risks published, the highest, likely-late notices, stop orders."""
-    from streams.queries import _client
+    from streams.queries import pooled_client
     from streams.sinks.redis_alerts import RedisAlerts
     from streams.sinks.redis_geofences import RedisGeofenceStates
 
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         etas = RedisGeofenceStates(r, settings.redis_prefix)
         raw = r.mget([etas.eta_key(o) for o in order_ids]) if order_ids else []
         risks = [e["late_risk"] for e in (orjson.loads(x) for x in raw if x) if e.get("late_risk") is not None]
@@ -67,11 +67,11 @@ def summary(settings: Settings, order_ids: list[str]) -> str:
 
 def kpi_summary(settings: Settings, order_ids: list[str]) -> str:
     """The city's KPI figures of the run's days (the Beijing date in each order id: KL + YYYYMMDD + seq)."""
-    from streams.queries import _client
+    from streams.queries import pooled_client
     from streams.sinks.redis_kpis import RedisKpis
 
     days = sorted({f"{o[2:6]}-{o[6:8]}-{o[8:10]}" for o in order_ids if len(o) >= 10})
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         found = [f for d in days if (f := RedisKpis(r, settings.redis_prefix).figures("city", "all", d))]
     if not found:
         return f"kpis: no city figures yet for {', '.join(days) or 'this run'} (kuailv kpis --dimension city)"
@@ -92,10 +92,10 @@ def _minutes(ms: int | None) -> str:
 
 def stock_summary(settings: Settings) -> str:
     """Stock levels and replenishment suggestions of every warehouse the stock agent has seen."""
-    from streams.queries import _client
+    from streams.queries import pooled_client
     from streams.sinks.redis_stock import RedisStock
 
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         warehouses = sorted({k.decode().rsplit(":", 1)[1] for k in r.scan_iter(f"{settings.redis_prefix}:stock:*")})
         store = RedisStock(r, settings.redis_prefix)
         levels = {wh: store.levels(wh) for wh in warehouses}

@@ -24,7 +24,7 @@ _CLIENTS: dict[str, Any] = {}  # one client (a thread-safe connection pool) per 
 
 
 @contextmanager
-def _client(settings: Settings) -> Iterator[Any]:
+def pooled_client(settings: Settings) -> Iterator[Any]:
     """A pooled client: the API reads on every request, and a new TCP connection each time cost more than
     the reads (1.6 ms per order document, measured by bench.api_load)."""
     client = _CLIENTS.get(settings.redis_url)
@@ -40,7 +40,7 @@ def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
     """The order's public view with the driver's live GPS position, its tracking record from the van's GPS
     (latest ETA, geofence stage times in ``stages``) and its open alerts merged in (all three are derived
     downstream of the order projection, never order events)."""
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         view = RedisOrderStore(r, settings.redis_prefix).view(order_id)
         if view is None:
             return None
@@ -53,14 +53,14 @@ def order_document(settings: Settings, order_id: str) -> dict[str, Any] | None:
 
 
 def order_ids(settings: Settings, **by: str | None) -> set[str]:
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         return RedisOrderStore(r, settings.redis_prefix).order_ids(**by)
 
 
 def progress(settings: Settings) -> dict[str, Any]:
     """Worker counters and orders per status, as the live progress display shows them."""
     p = settings.redis_prefix
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         pipe = r.pipeline(transaction=False)
         for kind in KINDS:
             pipe.hgetall(f"{p}:stats:{kind}")
@@ -80,7 +80,7 @@ def progress(settings: Settings) -> dict[str, Any]:
 def alert_listing(settings: Settings, *, order_id: str | None = None, open_only: bool = False,
                   limit: int = 100) -> list[dict[str, Any]]:
     """An order's open alerts, or the newest alerts (open ones only with ``open_only``)."""
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         alerts = RedisAlerts(r, settings.redis_prefix)
         return alerts.order_alerts(order_id) if order_id else alerts.listing(open_only=open_only, limit=limit)
 
@@ -95,7 +95,7 @@ def alert_row(a: dict[str, Any]) -> str:
 
 def redispatch_listing(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     """The newest re-dispatch suggestions (``projections.fleet``), newest first."""
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         return RedisFleet(r, settings.redis_prefix).recent(limit)
 
 
@@ -107,11 +107,11 @@ def redispatch_row(s: dict[str, Any]) -> str:
 
 def driver_position(settings: Settings, driver_id: str) -> dict[str, Any] | None:
     """The driver's newest GPS fix (``driver:{id}:position``), or None."""
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         return RedisDriverPositions(r, settings.redis_prefix).get(driver_id)
 
 
 def driver_load(settings: Settings, driver_id: str) -> dict[str, Any] | None:
     """What the driver carries as of their newest status in the fleet view (``fleet:state``), or None."""
-    with _client(settings) as r:
+    with pooled_client(settings) as r:
         return RedisFleet(r, settings.redis_prefix).driver_load(driver_id)

@@ -33,6 +33,7 @@ MODEL_NAME = "hgb"
 _ADDRESS = rb"\d{12,}"  # a CPython object address (id()), as skops writes it into its file
 FILES = {"risk": "risk.skops", "eta": "eta.skops"}
 MANIFEST = "manifest.json"
+TRAVEL_TIMES_FILE = "travel_times.json"  # the stop order's travel times, beside the models (config.eta_model)
 CURRENT = "current"
 # Types the skops files may hold beyond skops' own defaults (the trees of a fitted HistGradientBoosting model).
 TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})

@@ -22,9 +22,9 @@ from projections.routing import TravelTimes
 from simulator.events import T0
 from simulator.traffic import SimulationConfig, iter_event_log
 from trainer import artifacts
+from trainer.artifacts import TRAVEL_TIMES_FILE
 
 DAY_MS = 86_400_000
-TRAVEL_TIMES_FILE = "travel_times.json"  # config.eta_model reads it (KUAILV_ROUTE_PLANNER=auto)
 START = T0 - 14 * 3_600_000  # 2026-06-01 00:00 Beijing (T0 is 14:00 Beijing)
 
 
