@@ -40,10 +40,11 @@ import orjson
 from config.kafka_client import client_config
 from config.settings import Settings
 from projections.order_view import public_view
-from schemas.topics import ALERTS, ORDER_ETAS, ORDER_STATE, TopicSpec
+from projections.timefmt import ms
+from schemas.topics import ALERTS, GPS, ORDER_ETAS, ORDER_STATE, TopicSpec
 from service import metrics
-from service.live_changes import Change, Interest, catch_up_ranges, encode_cursor, matches
-from service.policy import change_visible, redact
+from service.live_changes import Change, Interest, Positions, catch_up_ranges, encode_cursor, matches, positions_frame
+from service.policy import change_visible, positions_visible, redact
 from service.reveal import Revealer
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ Deliver = Callable[[list["Change"], dict[str, list[tuple[int, int]]]], None]
 FEED_TOPICS: tuple[tuple[TopicSpec, str], ...] = ((ORDER_STATE, "order"), (ALERTS, "alert"), (ORDER_ETAS, "eta"))
 QUEUE_LIMIT = 2000  # changes waiting for one client before it is closed (it resumes from its cursor)
 POSITION_EVERY_S = 5.0
+VANS_EVERY_S = 1.0  # van positions are coalesced per driver and sent at most this often
 MAX_CATCH_UP = 50_000  # changes replayed to one resuming client; beyond that it re-reads the REST state
 OWNERS_KEPT = 200_000  # order -> (customer, driver, warehouse), for tracking records (they name no customer)
 
@@ -71,6 +73,12 @@ class Owners:
             self._known.move_to_end(order_id)
             if len(self._known) > OWNERS_KEPT:
                 self._known.popitem(last=False)
+
+    def driver_of(self, order_id: str) -> str | None:
+        """The order's current driver if the feed knows the order (no lookup: called on the event loop)."""
+        with self._lock:
+            found = self._known.get(order_id)
+        return None if found is None else found[1]
 
     def of(self, order_id: str) -> tuple[str | None, str | None, str | None]:
         with self._lock:
@@ -221,6 +229,73 @@ class LiveFeed:
             self._thread.join(timeout=5)
 
 
+class PositionFeed:
+    """Van positions for the maps: a thread reads the GPS topic from its end (no group, no cursor: positions
+    are ephemeral) and keeps the newest fix per driver in a ``Positions`` coalescer the hub drains once a
+    second. A city's 2,000 pings/s become one frame per second per map, with each van's latest fix."""
+
+    def __init__(self, settings: Settings, codec: Any) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.topic = settings.topic_renames.get(GPS.name, GPS.name)
+        self.positions = Positions()
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({**client_config(self.settings.kafka_bootstrap), "group.id": "kuailv-api-positions",
+                             "enable.auto.commit": False, "enable.auto.offset.store": False})
+        meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+        if meta is None or meta.error is not None:
+            consumer.close()
+            log.warning("live positions: topic %s missing on %s: maps get no live vans",
+                        self.topic, self.settings.kafka_bootstrap)
+            return
+        ends = [consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+                for p in sorted(meta.partitions)]
+        consumer.assign([TopicPartition(self.topic, p, off) for p, off in enumerate(ends)])
+        self._thread = threading.Thread(target=self._run, args=(consumer,), name="live-positions", daemon=True)
+        self._thread.start()
+
+    def _run(self, consumer: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                first = consumer.poll(0.1)
+                if first is None:
+                    continue
+                pings = []
+                for m in [first, *consumer.consume(num_messages=999, timeout=0)]:
+                    if m.error() is not None or m.value() is None:
+                        continue
+                    try:
+                        v = self.codec.decode(m.value()).value
+                        pings.append({"driver_id": v["driver_id"], "vehicle_id": v["vehicle_id"], "lat": v["lat"],
+                                      "lng": v["lng"], "at_ms": ms(v["event_time"]), "speed_kmh": v["speed_kmh"]})
+                    except Exception as exc:  # bad input never stops the feed; the workers dead-letter it
+                        log.warning("live positions: skipped %s[%d]@%d: %s", m.topic(), m.partition(),
+                                    m.offset(), exc)
+                with self.lock:
+                    for ping in pings:
+                        self.positions.offer(ping)
+        except Exception:
+            log.exception("live positions stopped")
+            raise
+        finally:
+            consumer.close()
+
+    def drain(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return self.positions.drain()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 @dataclass(eq=False)
 class Client:
     caller: Any
@@ -287,6 +362,33 @@ class Hub:
                         self._enqueue(client, client.frame(change))
                         metrics.WS_MESSAGES.labels(change.kind).inc()
 
+    def publish_positions(self, moved: Mapping[str, Mapping[str, Any]],
+                          driver_of_order: Callable[[str], str | None]) -> None:
+        """Send the vans that moved: all of them to ``fleet`` clients, a driver's to clients following that
+        driver or an order that driver carries now (``driver_of_order``: the feed's owners, no I/O)."""
+        if not moved:
+            return
+        fleet = self.index.get(("fleet", None), set())
+        if fleet:
+            frame = positions_frame(moved.values())
+            for client in fleet:
+                self._enqueue(client, frame)
+            metrics.WS_MESSAGES.labels("positions").inc(len(fleet))
+        for (kind, key), clients in list(self.index.items()):
+            if kind == "driver" and key in moved:
+                driver = key
+            elif kind == "order" and key is not None:
+                driver = driver_of_order(key)
+                if driver not in moved:
+                    continue
+            else:
+                continue
+            frame = positions_frame([moved[driver]])
+            for client in clients:
+                if client not in fleet and positions_visible(client.caller):
+                    self._enqueue(client, frame)
+                    metrics.WS_MESSAGES.labels("positions").inc()
+
     @staticmethod
     def _enqueue(client: Client, frame: str) -> None:
         if client.overflowed:
@@ -307,8 +409,10 @@ class Live:
 
     def __init__(self, settings: Settings, codec: Any, owner_lookup: Callable[[str], Any]) -> None:
         self.feed = LiveFeed(settings, codec, owner_lookup)
+        self.vans = PositionFeed(settings, codec)
         self.hub = Hub()
         self._started: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     async def ensure_started(self) -> None:
         if self._started is None:
@@ -320,6 +424,8 @@ class Live:
 
             try:
                 self.hub.position = await loop.run_in_executor(None, self.feed.start, deliver)
+                await loop.run_in_executor(None, self.vans.start)
+                self._flusher = asyncio.ensure_future(self._send_positions())
                 self._started.set_result(None)
             except Exception as exc:
                 self._started.set_exception(exc)
@@ -346,8 +452,19 @@ class Live:
                 frames.append(client.frame(change))
         return frames
 
+    async def _send_positions(self) -> None:
+        while True:
+            await asyncio.sleep(VANS_EVERY_S)
+            try:
+                self.hub.publish_positions(self.vans.drain(), self.feed.owners.driver_of)
+            except Exception:  # one bad round must not end the maps' live vans
+                log.exception("live positions: a send round failed")
+
     def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
         self.feed.stop()
+        self.vans.stop()
 
 
 def dumps(message: Mapping[str, Any]) -> str:

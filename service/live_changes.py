@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-INTEREST_KINDS = ("order", "customer", "driver", "warehouse", "alerts")
+INTEREST_KINDS = ("order", "customer", "driver", "warehouse", "alerts", "fleet")
+KEYLESS_KINDS = ("alerts", "fleet")  # every alert; every van's position (operators, customer service)
 CURSOR_VERSION = 1
 
 
@@ -27,7 +28,7 @@ class BadSubscription(ValueError):
 @dataclass(frozen=True, slots=True)
 class Interest:
     """What a client asked for: one order, a customer's (merchant's) orders, a driver's, a warehouse's,
-    or every alert (customer service)."""
+    every alert (customer service), or every van's position (the operations map)."""
 
     kind: str
     key: str | None = None
@@ -85,7 +86,7 @@ def parse_subscribe(message: Mapping[str, Any]) -> tuple[list[Interest], str | N
         wanted = [wanted]
     if not isinstance(wanted, list) or not wanted:
         raise BadSubscription('send {"subscribe": [{"order": ID} | {"customer": ID} | {"driver": ID} | '
-                              '{"warehouse": ID} | {"alerts": true}], "resume": CURSOR?}')
+                              '{"warehouse": ID} | {"alerts": true} | {"fleet": true}], "resume": CURSOR?}')
     interests = []
     for item in wanted:
         if not isinstance(item, Mapping) or len(item) != 1:
@@ -93,8 +94,8 @@ def parse_subscribe(message: Mapping[str, Any]) -> tuple[list[Interest], str | N
         (kind, key), = item.items()
         if kind not in INTEREST_KINDS:
             raise BadSubscription(f"unknown interest {kind!r}: one of {INTEREST_KINDS}")
-        if kind == "alerts":
-            interests.append(Interest("alerts"))
+        if kind in KEYLESS_KINDS:
+            interests.append(Interest(kind))
         elif not isinstance(key, str) or not key:
             raise BadSubscription(f"interest {kind!r} needs an id string")
         else:
@@ -139,3 +140,32 @@ def catch_up_ranges(resume: Mapping[str, list[int]], live_from: Mapping[str, lis
             if start < end:
                 out[(topic, p)] = (start, end)
     return out
+
+
+class Positions:
+    """Van positions between two sends: the newest GPS fix per driver (newest event time wins, so a late or
+    duplicate ping never moves a van back). ``drain`` hands over what moved since the last drain. Positions
+    are ephemeral: they are not part of the cursor (a reconnecting client reads the fleet over REST)."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._sent_at: dict[str, int] = {}
+
+    def offer(self, ping: Mapping[str, Any]) -> None:
+        driver, at = ping["driver_id"], ping["at_ms"]
+        if at <= self._sent_at.get(driver, -1):
+            return
+        current = self._latest.get(driver)
+        if current is None or at > current["atMs"]:
+            self._latest[driver] = {"driverId": driver, "vehicleId": ping["vehicle_id"], "lat": ping["lat"],
+                                    "lng": ping["lng"], "atMs": at, "speedKmh": round(float(ping["speed_kmh"]), 1)}
+
+    def drain(self) -> dict[str, dict[str, Any]]:
+        moved, self._latest = self._latest, {}
+        for driver, p in moved.items():
+            self._sent_at[driver] = p["atMs"]
+        return moved
+
+
+def positions_frame(positions: Iterable[Mapping[str, Any]]) -> str:
+    return orjson.dumps({"type": "positions", "positions": list(positions)}).decode()

@@ -56,6 +56,9 @@ def live_router(settings: Settings, codec: Any) -> APIRouter:
                 if doc is None:
                     raise Refused(4404, f"order {i.key} is neither in Redis nor on the log")
                 access: Access = order_access(who, doc)
+                live.feed.owners.learn(doc["orderId"], (doc.get("customerId"),
+                                                        (doc.get("driverInfo") or {}).get("driverId"),
+                                                        doc.get("warehouseId")))
             else:
                 access = subscription_access(who, i.kind, i.key)
             if not access.allowed:

@@ -23,7 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from config.settings import Settings
 from schemas.codec import AvroCodec
-from schemas.topics import ALERTS, DEAD_LETTERS, FLEET, ORDER_ETAS, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
+from schemas.topics import ALERTS, DEAD_LETTERS, FLEET, GPS, ORDER_ETAS, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 from service.auth import issue
 from simulator.events import T0, order_story
 from tests.integration.kafka_helpers import SyncProducer, delete_topics, private_topics, renames_env, wait_for
@@ -40,7 +40,8 @@ class Live:
         self.tag = uuid.uuid4().hex[:8].upper()
         self.settings = settings
         self.topics = private_topics(settings.kafka_bootstrap, f"live{self.tag.lower()}",
-                                     [ORDER_EVENTS, ORDER_STATE, VAN_ORDERS, FLEET, DEAD_LETTERS, ALERTS, ORDER_ETAS])
+                                     [ORDER_EVENTS, ORDER_STATE, VAN_ORDERS, FLEET, DEAD_LETTERS, ALERTS, ORDER_ETAS,
+                                      GPS])
         self.prefix = f"live{self.tag.lower()}"
         self.env = {"KUAILV_PROFILE": "test", "KUAILV_CONSUMER_GROUP": f"kuailv-live-{self.tag}",
                     "KUAILV_REDIS_PREFIX": self.prefix, "KUAILV_WORKER_BATCH_SECONDS": "0.05",
@@ -190,6 +191,30 @@ def test_alerts_go_to_customer_service_and_to_the_owning_merchant_only(live: Liv
         recv(merchant, 1.5)
     service.close()
     merchant.close()
+
+
+def test_the_operations_map_gets_van_positions_coalesced_and_a_merchant_may_not_follow_the_fleet(live: Live) -> None:
+    ops = live.ws("operator", None, {"fleet": True})
+    assert recv(ops)["type"] == "subscribed"
+    driver = f"DRV-{live.tag}"
+    for i, lat in enumerate((39.90, 39.91, 39.92)):  # three pings within a second: one frame, the newest fix
+        ping = {"event_id": f"gps-{live.tag}-{i}", "driver_id": driver, "vehicle_id": "VAN-9", "event_time": T0 + i,
+                "producer": "test", "lat": lat, "lng": 116.4, "speed_kmh": 30.0, "heading_deg": 0.0,
+                "accuracy_m": None}
+        live.producer.send(live.topics[GPS.name], driver.encode(), CODEC.encode("GpsPing", ping))
+    live.producer.flush()
+    deadline = time.monotonic() + 10
+    seen: dict[str, Any] = {}
+    while seen.get("lat") != 39.92:
+        msg = recv(ops, max(0.1, deadline - time.monotonic()))
+        if msg["type"] == "positions":
+            seen = next((p for p in msg["positions"] if p["driverId"] == driver), seen)
+    assert seen == {"driverId": driver, "vehicleId": "VAN-9", "lat": 39.92, "lng": 116.4, "atMs": T0 + 2,
+                    "speedKmh": 30.0}
+    ops.close()
+    merchant = live.ws("merchant", "CUST-X", {"fleet": True})
+    code, detail = refused(merchant)
+    assert code == 4403 and "every van" in detail
 
 
 def test_warehouse_staff_get_the_redacted_view(live: Live) -> None:

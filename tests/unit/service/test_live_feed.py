@@ -12,6 +12,7 @@ from service.live_changes import (
     BadSubscription,
     Change,
     Interest,
+    Positions,
     catch_up_ranges,
     decode_cursor,
     encode_cursor,
@@ -68,7 +69,9 @@ def test_interest_matching() -> None:
     ("customer", "C1", "alerts", None, False), ("driver", "D1", "driver", "D1", True),
     ("driver", "D1", "driver", "D2", False), ("driver", "D1", "customer", "C1", False),
     ("warehouse_staff", "W1", "warehouse", "W1", True), ("warehouse_staff", "W1", "warehouse", "W2", False),
-    ("warehouse_staff", "W1", "customer", "C1", False),
+    ("warehouse_staff", "W1", "customer", "C1", False), ("operator", None, "fleet", None, True),
+    ("customer_service", None, "fleet", None, True), ("merchant", "C1", "fleet", None, False),
+    ("driver", "D1", "fleet", None, False), ("warehouse_staff", "W1", "fleet", None, False),
 ])
 def test_who_may_follow_what(role: str, tenant: str | None, kind: str, key: str | None, allowed: bool) -> None:
     access = subscription_access(who(role, tenant), kind, key)
@@ -131,3 +134,46 @@ def test_tracking_records_learn_their_owners_from_order_changes() -> None:
     owners.learn(view["order_id"], ("C1", "D1", "W1"))
     eta = to_change("eta", "etas", 0, 2, {"order_id": "O1", "driver_id": "D1"}, owners)
     assert (eta.customer_id, eta.driver_id) == ("C1", "D1") and looked_up == ["O2"]
+
+
+def ping(driver: str, at: int, lat: float = 39.9) -> dict[str, object]:
+    return {"driver_id": driver, "vehicle_id": f"V-{driver}", "lat": lat, "lng": 116.4, "at_ms": at, "speed_kmh": 31.26}
+
+
+def test_positions_keep_the_newest_fix_per_driver_and_never_go_back() -> None:
+    vans = Positions()
+    for p in (ping("D1", 10, 39.1), ping("D1", 30, 39.3), ping("D1", 20, 39.2), ping("D2", 5)):
+        vans.offer(p)
+    moved = vans.drain()
+    assert {d: p["lat"] for d, p in moved.items()} == {"D1": 39.3, "D2": 39.9}
+    assert moved["D1"] == {"driverId": "D1", "vehicleId": "V-D1", "lat": 39.3, "lng": 116.4, "atMs": 30,
+                           "speedKmh": 31.3}
+    vans.offer(ping("D1", 25))  # older than what was sent: a late ping never moves the van back
+    vans.offer(ping("D1", 30))  # the same fix again (a duplicate)
+    assert vans.drain() == {}
+    vans.offer(ping("D1", 31, 39.4))
+    assert list(vans.drain()) == ["D1"]
+
+
+def test_positions_reach_the_map_the_driver_and_the_orders_on_board_but_not_warehouse_staff() -> None:
+    import orjson
+
+    hub = Hub()
+    ops = Client(who("operator"), [Interest("fleet")])
+    driver = Client(who("driver", "D1"), [Interest("driver", "D1")])
+    merchant = Client(who("merchant", "C1"), [Interest("order", "O1")])
+    other = Client(who("merchant", "C2"), [Interest("order", "O2")])
+    staff = Client(who("warehouse_staff", "W1"), [Interest("order", "O1")])
+    for c in (ops, driver, merchant, other, staff):
+        hub.add(c)
+    vans = Positions()
+    vans.offer(ping("D1", 10))
+    vans.offer(ping("D2", 11))
+    hub.publish_positions(vans.drain(), {"O1": "D1", "O2": None}.get)
+    fleet_frame = orjson.loads(ops.queue.get_nowait())
+    assert fleet_frame["type"] == "positions" and {p["driverId"] for p in fleet_frame["positions"]} == {"D1", "D2"}
+    for client in (driver, merchant):
+        assert [p["driverId"] for p in orjson.loads(client.queue.get_nowait())["positions"]] == ["D1"]
+    assert other.queue.empty() and staff.queue.empty()
+    hub.publish_positions({}, {}.get)  # nothing moved: nothing sent
+    assert all(c.queue.empty() for c in (ops, driver, merchant))
