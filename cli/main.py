@@ -215,8 +215,11 @@ def cmd_token(args: argparse.Namespace) -> int:
 
     s = settings_mod.load(args.profile)
     try:
-        print(issue(s.api_secret, args.subject or args.role, args.role, args.tenant,
-                    ttl_s=args.ttl or s.api_token_ttl_s))
+        token = issue(s.api_secret, args.subject or args.role, args.role, args.tenant,
+                      ttl_s=args.ttl or s.api_token_ttl_s)
+        scheme = "https" if s.api_tls_cert else "http"
+        # the dashboard takes the token from the URL fragment, which browsers never send to a server
+        print(f"{scheme}://{s.api_host}:{s.api_port}/ui/#token={token}" if args.url else token)
     except ValueError as exc:
         print(f"kuailv token: {exc}", file=sys.stderr)
         return 2
@@ -404,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--tenant", default=None, help="customer id (merchant, customer), driver id, or warehouse id")
     tk.add_argument("--subject", default=None, help="who the token is for (default: the role)")
     tk.add_argument("--ttl", type=int, default=None, help="seconds (default KUAILV_API_TOKEN_TTL_S)")
+    tk.add_argument("--url", action="store_true", help="print the dashboard's URL (/ui/) signed in with the token")
     tk.set_defaults(fn=cmd_token)
 
     rb = sub.add_parser("rebuild", help="rebuild the Redis order store from the log (topic or record-log file)")

@@ -7,6 +7,9 @@
 #   2. .venv with python3.11, `pip install -e '.[dev]'` (skipped while .venv/.pip-stamp is newer than pyproject.toml)
 #   3. the Apache Kafka broker jars from Maven Central into .stack/lib/kafka (python -m infra.kafka_jars)
 #   4. Flink: .venv-flink (apache-flink and its pins, apart from .venv) and the Kafka connector jars
+#   5. benchmark peers (.venv-peers); 6. the ETA model (kuailv train --quick --if-stale)
+#   7. the dashboard: `npm ci` and `npm run build` in web/ (Leaflet, uPlot, esbuild from the npm registry)
+#      -> web/dist, served by the API at /ui/; Chromium (Debian) and the Noto CJK fonts for the browser tests
 #
 # Run as root, or as a user with sudo (used for apt-get only). The Debian packages may start
 # system services (redis on 6379, influxd on 8086, PostgreSQL's 'main' cluster on 5432); our stack never
@@ -43,6 +46,9 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 # Debian keeps initdb/postgres in /usr/lib/postgresql/<major>/bin, not on PATH.
 pg_bin() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -n1; }
 [ -x "$(pg_bin)/initdb" ] || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)           # the dashboard's browser tests
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)  # Chinese pages render, not boxes
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     missing+=(python3.11 python3.11-venv)
 elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -50,7 +56,7 @@ elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "    all present: redis-server influxd kcat java mvn postgresql $PYTHON"
+    echo "    all present: redis-server influxd kcat java mvn postgresql npm chromium fonts-noto-cjk $PYTHON"
 else
     step "apt-get update (missing: ${missing[*]})"
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -67,6 +73,8 @@ echo "    kcat $(kcat -V 2>&1 | grep -m1 -o 'Version [0-9.]*' || true)"
 echo "    $(first_line java -version)"
 echo "    $(first_line mvn -v)"
 echo "    $(first_line "$(pg_bin)/postgres" --version)"
+echo "    node $(first_line node --version), npm $(first_line npm --version)"
+echo "    $(first_line chromium --version)"
 
 # ---------------------------------------------------------------- 2. Python venv
 if [ ! -x .venv/bin/python ]; then
@@ -108,5 +116,20 @@ bash scripts/setup_peers.sh
 # deterministic, only when there is none or it no longer loads (features or scikit-learn changed): ~30-60 s.
 step "ETA / delay-risk model and stop-order travel times (kuailv train --quick --if-stale)"
 .venv/bin/kuailv train --quick --if-stale --no-progress
+
+# ---------------------------------------------------------------- 7. the dashboard (web/ -> web/dist)
+# npm ci only when the lock file changed since the last install; the build only when a source is newer
+# than the built page. Everything comes from the npm registry; nothing loads from a CDN at run time.
+step "dashboard: npm ci and npm run build in web/ (served at /ui/)"
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+else
+    echo "    node_modules up to date (package-lock.json unchanged)"
+fi
+if [ ! -f web/dist/index.html ] || [ -n "$(find web/src web/build.mjs web/package-lock.json -newer web/dist/index.html -print -quit)" ]; then
+    (cd web && npm run --silent build)
+else
+    echo "    web/dist up to date"
+fi
 
 step "done. Start the local stack with: .venv/bin/python -m infra.stack start --profile dev"

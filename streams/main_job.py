@@ -207,7 +207,8 @@ def run_main_job(settings: Settings, *, orders: int, seed: int, speedup: float, 
     print("\nThe stack is still running: try `.venv/bin/kuailv orders --status SIGNED`, "
           "`.venv/bin/kuailv replay --topic`, or the API: `.venv/bin/kuailv serve` and "
           "`curl -H \"Authorization: Bearer $(.venv/bin/kuailv token --role operator)\" "
-          f"http://{settings.api_host}:{settings.api_port}/orders/<id>`; stop it with `make stop`.")
+          f"http://{settings.api_host}:{settings.api_port}/orders/<id>`; the dashboard: `.venv/bin/kuailv serve` and "
+          "open the URL `.venv/bin/kuailv token --role operator --url` prints; stop it with `make stop`.")
     return 0
 
 
