@@ -24,6 +24,7 @@ from projections.order_status import OrderStatus
 from service import models, orders
 from service.audit_trail import ApiAudit
 from service.auth import AuthError, Principal, verify
+from service.dashboard_routes import dashboard_router
 from service.graphql_api import graphql_router
 from service.models import READ_ERRORS
 from service.policy import Access, command_access, may_erase
@@ -81,6 +82,7 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
 
     Caller = Annotated[Principal, Depends(caller)]
     app.include_router(webhook_router(settings, caller, ApiAudit(settings)))  # webhook subscriptions (operators)
+    app.include_router(dashboard_router(settings, caller, ApiAudit(settings)))  # /dashboard/*, alert acks (issue 11)
     reads = Reads(settings, codec)
 
     @app.exception_handler(ReadError)
@@ -214,6 +216,9 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
     app.include_router(live_router(settings, codec))
     app.include_router(metrics_router(settings))
     app.add_middleware(RequestMetrics)
+    from service.pages import mount_pages
+
+    mount_pages(app)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> str:

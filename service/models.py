@@ -29,6 +29,9 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+Out, instant = _Out, _instant  # public: the base and time field of the other answer modules (dashboard_models)
+
+
 class GeoPoint(_Out):
     lat: float
     lng: float
@@ -152,8 +155,14 @@ class OrderList(_Out):
     nextCursor: str | None = Field(description="give it as cursor for the next page; null on the last")
 
 
+class Acknowledgement(_Out):
+    by: str = Field(description="the subject of the operator or customer service agent who acknowledged it")
+    at: str = _instant()
+
+
 class Alert(_Out):
-    """A ``kuailv.alerts.Alert`` record as the alert agent stored it (times in epoch ms)."""
+    """A ``kuailv.alerts.Alert`` record as the alert agent stored it (times in epoch ms), with its
+    acknowledgement."""
 
     alert_id: str
     rule_id: str
@@ -173,6 +182,8 @@ class Alert(_Out):
     evidence: dict[str, str]
     location: GeoPoint | None = Field(description="null for warehouse staff")
     audience: list[str]
+    acknowledged: Acknowledgement | None = Field(description="who acknowledged it (POST /alerts/{id}/ack) and "
+                                           "when; null while nobody has")
 
 
 class Alerts(_Out):

@@ -13,7 +13,9 @@ Roles (seed: multi-role permissions) and their scope:
 Every read goes through ``order_access`` (one order), ``list_scope`` (order lists) or the
 ``may_*`` functions; a denial says why. Cross-tenant reads are denied, never filtered silently.
 REST (``service.app``) and GraphQL (``service.graphql_api``) both read through ``service.reads``,
-which asks these functions: there is no second policy.
+which asks these functions: there is no second policy. The dashboard's reads (``service.dashboard_routes``)
+ask the functions at the end: city-wide views and alert acknowledgements for operators and customer service,
+the warehouses for everyone, KPIs, stock and stock warnings of one's own tenant.
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ def subscription_access(caller: Caller, kind: str, key: str | None) -> Access:
         return ALLOW
     if kind == "alerts":
         return may_list_all_alerts(caller)
+    if kind == "fleet":
+        return Access(False, f"a {caller.role} may not follow every van (operators and customer service)")
     if _INTEREST_OF_ROLE.get(caller.role) == kind and key == caller.tenant:
         return ALLOW
     return Access(False, f"a {caller.role} ({TENANT_CLAIM.get(caller.role, 'tenant')} {caller.tenant}) "
@@ -190,6 +194,12 @@ def change_visible(caller: Caller, customer_id: str | None, driver_id: str | Non
     return owner is not None and owner == caller.tenant
 
 
+def positions_visible(caller: Caller) -> bool:
+    """Does a client following an order or a driver get that driver's live position (``positions`` frames)?
+    Whoever may read the driver's position over REST (``may_read_driver``): not warehouse staff."""
+    return caller.role != "warehouse_staff"
+
+
 def may_manage_subscriptions(caller: Caller) -> Access:
     """Webhook subscriptions (create, list, pause, resume, delete, rotate, their deliveries): operators only."""
     if caller.role == "operator":
@@ -205,3 +215,64 @@ def may_erase(caller: Caller, customer_id: str) -> Access:
     if caller.role in ("merchant", "customer") and caller.tenant == customer_id:
         return ALLOW
     return Access(False, f"a {caller.role} may not erase customer {customer_id}'s personal data")
+
+
+# the operations dashboard (docs/api.md "Dashboard endpoints")
+def may_watch_operations(caller: Caller, what: str) -> Access:
+    """The city-wide views of the dashboard (``what``: the funnel, the fleet, the order map, the pipeline's health):
+    operators and customer service only."""
+    if caller.role in EVERYTHING:
+        return ALLOW
+    return Access(False, f"a {caller.role} may not see {what} (operators and customer service only)")
+
+
+def may_read_warehouses(caller: Caller) -> Access:
+    """The warehouses and depots of the fence file (no personal data): every known role."""
+    if caller.role in ROLES:
+        return ALLOW
+    return Access(False, f"unknown role {caller.role}")
+
+
+KPI_DIMENSIONS = ("city", "warehouse", "merchant", "driver")
+_KPI_DIMENSION_OF_ROLE = {"merchant": "merchant", "customer": "merchant", "driver": "driver",
+                          "warehouse_staff": "warehouse"}
+
+
+def kpi_scope(caller: Caller, dimension: str, dimension_id: str | None) -> tuple[str | None, Access]:
+    """The KPI window id ``caller`` may read for ``dimension`` (docs/kpis.md): operators and customer service
+    any; a merchant (customer) their own customer id's ``merchant`` figures, warehouse staff their warehouse's,
+    a driver their own (the id defaults to the caller's tenant); anything else is a denial."""
+    if dimension not in KPI_DIMENSIONS:
+        return dimension_id, Access(False, f"unknown KPI dimension {dimension!r}; known: {', '.join(KPI_DIMENSIONS)}")
+    if caller.role in EVERYTHING:
+        return dimension_id, ALLOW
+    own = _KPI_DIMENSION_OF_ROLE.get(caller.role)
+    if own == dimension and dimension_id in (None, caller.tenant):
+        return caller.tenant, ALLOW
+    return dimension_id, Access(False, f"a {caller.role} ({TENANT_CLAIM.get(caller.role, 'tenant')} {caller.tenant}) "
+                                       f"may not read the {dimension} KPIs of {dimension_id or 'that id'}")
+
+
+def may_acknowledge_alert(caller: Caller, alert_id: str) -> Access:
+    """Acknowledging an alert (it stays open; the acknowledgement says who handles it): operators and customer
+    service."""
+    if caller.role in EVERYTHING:
+        return ALLOW
+    return Access(False, f"a {caller.role} may not acknowledge alert {alert_id} (operators and customer service only)")
+
+
+def may_read_stock(caller: Caller, warehouse_id: str) -> Access:
+    """A warehouse's stock levels and replenishment suggestions: operators, customer service, and that
+    warehouse's staff."""
+    if caller.role in EVERYTHING or (caller.role == "warehouse_staff" and caller.tenant == warehouse_id):
+        return ALLOW
+    return Access(False, f"a {caller.role} ({TENANT_CLAIM.get(caller.role, 'tenant')} {caller.tenant}) may not see "
+                         f"the stock of warehouse {warehouse_id}")
+
+
+def may_read_customer_stock(caller: Caller, customer_id: str) -> Access:
+    """The stock warnings of the SKUs a customer orders: operators, customer service, and that customer (merchant)."""
+    if caller.role in EVERYTHING or (caller.role in ("merchant", "customer") and caller.tenant == customer_id):
+        return ALLOW
+    return Access(False, f"a {caller.role} ({TENANT_CLAIM.get(caller.role, 'tenant')} {caller.tenant}) may not see "
+                         f"customer {customer_id}'s stock warnings")

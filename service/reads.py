@@ -18,6 +18,7 @@ from typing import Any
 from config.settings import Settings
 from service import orders as order_store
 from service import track as tracks
+from service.alert_acks import acknowledgements, with_acknowledgements
 from service.policy import (
     Access,
     Caller,
@@ -112,7 +113,8 @@ class Reads:
 
     # ------------------------------------------------------------------ alerts
     def order_alerts(self, who: Caller, order_id: str) -> list[dict[str, Any]]:
-        return self.alerts_of(who, self.order(who, order_id))
+        """REST: the order's open alerts with their acknowledgements."""
+        return self._acknowledged(self.alerts_of(who, self.order(who, order_id)))
 
     def alerts_of(self, who: Caller, order: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The open alerts of an order already read (same access as the order)."""
@@ -120,11 +122,17 @@ class Reads:
         return [redact_alert(who, a) for a in queries.alert_listing(self.settings, order_id=order["orderId"])]
 
     def alerts(self, who: Caller, *, open_only: bool = True, limit: int = 100) -> list[dict[str, Any]]:
-        """Open (or all) alerts, newest first: operators and customer service."""
+        """Open (or all) alerts, newest first, with their acknowledgements: operators and customer service."""
         allow(may_list_all_alerts(who))
         if not 1 <= limit <= MAX_ALERTS:
             raise Invalid(f"limit must be 1..{MAX_ALERTS}, got {limit}")
-        return queries.alert_listing(self.settings, open_only=open_only, limit=limit)
+        return self._acknowledged(queries.alert_listing(self.settings, open_only=open_only, limit=limit))
+
+    def _acknowledged(self, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The alerts with their acknowledgement (``service.alert_acks``) as ``acknowledged``, or null."""
+        with queries.pooled_client(self.settings) as r:
+            acks = acknowledgements(r, self.settings.redis_prefix, [a["alert_id"] for a in alerts])
+        return with_acknowledgements(alerts, acks)
 
     # ------------------------------------------------------------------ drivers
     def _driver_scope(self, who: Caller, driver_id: str, via: Mapping[str, Any] | None) -> frozenset[str]:

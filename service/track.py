@@ -62,15 +62,15 @@ def thin(points: Sequence[Any], limit: int) -> list[Any]:
     return [points[round(i * (n - 1) / (limit - 1))] for i in range(limit)]
 
 
-def _literal(value: str) -> str:
+def influx_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _where(driver_id: str, start_ms: int, end_ms: int) -> str:
-    return f"driver_id = {_literal(driver_id)} AND time >= {start_ms}ms AND time <= {end_ms}ms"
+    return f"driver_id = {influx_literal(driver_id)} AND time >= {start_ms}ms AND time <= {end_ms}ms"
 
 
-def _query(settings: Settings, q: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+def influx_query(settings: Settings, q: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """The series of one InfluxQL statement (times in epoch ms)."""
     params = urllib.parse.urlencode({"db": settings.influx_db, "q": q, "epoch": "ms"})
     url = f"{settings.influx_url.rstrip('/')}/query?{params}"
@@ -86,7 +86,7 @@ def _query(settings: Settings, q: str, timeout_s: float = 10.0) -> list[dict[str
     return result.get("series") or []
 
 
-def _rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def influx_rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for s in series:
         cols = s["columns"]
@@ -98,17 +98,18 @@ def gps_points(settings: Settings, driver_id: str, start_ms: int, end_ms: int, l
                ) -> tuple[list[dict[str, Any]], int]:
     """The driver's points in [start, end], thinned to ``limit``, and how many there are."""
     where = _where(driver_id, start_ms, end_ms)
-    counted = _rows(_query(settings, f"SELECT count(lat) FROM gps WHERE {where}"))
+    counted = influx_rows(influx_query(settings, f"SELECT count(lat) FROM gps WHERE {where}"))
     total = int(counted[0]["count"]) if counted else 0
     if total == 0:
         return [], 0
     cols = ", ".join(FIELDS)
     if total <= RAW_MAX:
-        rows = _rows(_query(settings, f"SELECT {cols} FROM gps WHERE {where}"))
+        rows = influx_rows(influx_query(settings, f"SELECT {cols} FROM gps WHERE {where}"))
         return thin(rows, limit), total
     bucket = max(1, math.ceil((end_ms - start_ms + 1) / limit))
     firsts = ", ".join(f"first({f}) AS {f}" for f in FIELDS)
-    rows = _rows(_query(settings, f"SELECT {firsts} FROM gps WHERE {where} GROUP BY time({bucket}ms) fill(none)"))
+    grouped = f"SELECT {firsts} FROM gps WHERE {where} GROUP BY time({bucket}ms) fill(none)"
+    rows = influx_rows(influx_query(settings, grouped))
     return rows[:limit], total
 
 

@@ -5,8 +5,10 @@
   partition count; the *range* assignor gives one consumer partition p of both) ->
   ``kuailv.kpi-contributions.v1`` (keyed by window);
 * ``kpis``: ``kuailv.kpi-contributions.v1`` -> ``kuailv.kpis.v1`` (compacted), the Redis hash of each window
-  (``streams.sinks.redis_kpis``) and the InfluxDB measurement ``kpi`` (tags dimension, id; time the
-  window's Beijing midnight: a re-written point replaces the figures).
+  (``streams.sinks.redis_kpis``) and the InfluxDB measurements ``kpi`` (tags dimension, id; time the
+  window's Beijing midnight: a re-written point replaces the figures) and ``kpi_intraday`` (same tags and
+  fields; time the window's newest contributing event time, ``as_of``, floored to 5 minutes: the figures'
+  history through the day, and a replay rewrites the same points).
 
 Each stage is its own agent with its own consumer group (``<group>-<stage>``), so a window's state is
 owned by the one consumer of its partition, however many workers run. ``process`` folds the batch
@@ -34,13 +36,30 @@ from streams.sinks.redis_kpis import RedisKpis
 
 log = logging.getLogger(__name__)
 _TAGS = ("window_key", "dimension", "dimension_id", "day", "day_start")
+INTRADAY_MS = 5 * 60_000
 
 
-def kpi_line(f: Mapping[str, Any]) -> str:
-    """One InfluxDB point per window: ``kpi,dimension=..,id=.. <figures> <Beijing midnight>``."""
+def kpi_line(f: Mapping[str, Any], measurement: str = "kpi") -> str:
+    """One InfluxDB point per window: ``kpi,dimension=..,id=.. <figures> <Beijing midnight>``; with
+    ``measurement="kpi_intraday"``, at ``intraday_ms(f)`` instead."""
     fields = {k: (float(v) if v is not None and k.endswith(("_kg", "_rate")) else v)
               for k, v in sorted(f.items()) if k not in _TAGS}
-    return line("kpi", {"dimension": f["dimension"], "id": f["dimension_id"]}, fields, f["day_start"])
+    at = f["day_start"] if measurement == "kpi" else intraday_ms(f)
+    return line(measurement, {"dimension": f["dimension"], "id": f["dimension_id"]}, fields, at)
+
+
+def intraday_ms(f: Mapping[str, Any]) -> int:
+    """The ``kpi_intraday`` time of a figures update: its newest contributing event time floored to 5 minutes
+    (event time, never the wall clock: a replay rewrites the same points)."""
+    return f["as_of"] - f["as_of"] % INTRADAY_MS
+
+
+def influx_lines(figures: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The points of a batch's figures updates: each window's latest in ``kpi``, and in ``kpi_intraday`` the
+    latest of each (window, 5-minute step)."""
+    latest = {f["window_key"]: f for f in figures}
+    steps = {(f["window_key"], intraday_ms(f)): f for f in figures}
+    return [kpi_line(f) for f in latest.values()] + [kpi_line(f, "kpi_intraday") for f in steps.values()]
 
 
 class KpiAgent:
@@ -90,8 +109,7 @@ class KpiAgent:
         self.output.flush()
         states, figures = staged.payload
         if figures and self.influx is not None:
-            latest = {f["window_key"]: f for f in figures}
-            self.influx.write([kpi_line(f) for f in latest.values()])
+            self.influx.write(influx_lines(figures))
         pipe = self.stats.pipeline()
         self.store.save(self.name, states, pipe)
         self.store.save_figures(figures, pipe)

@@ -258,7 +258,7 @@ def seed_two_tenants(sl: Slice, name: str) -> tuple[Tenant, Tenant]:
 
     def projected(t: Tenant) -> bool:
         load = queries.driver_load(s, t.driver)
-        counted = track._query(s, f"SELECT count(lat) FROM gps WHERE driver_id = '{t.driver}'")
+        counted = track.influx_query(s, f"SELECT count(lat) FROM gps WHERE driver_id = '{t.driver}'")
         return (load is not None and load["order_ids"] == [t.order_id] and bool(counted)
                 and counted[0]["values"][0][1] == PINGS and queries.driver_position(s, t.driver) is not None
                 and bool(queries.alert_listing(s, order_id=t.order_id)))

@@ -89,3 +89,54 @@ def test_only_operators_manage_webhook_subscriptions(role: str) -> None:
         access = may_manage_subscriptions(who(role, tenant))
         assert access.allowed is SUBSCRIPTIONS_TABLE[role]
         assert access.allowed or (role in access.reason and "operators only" in access.reason)
+
+
+# role -> (funnel / fleet / order map / pipeline, warehouses, own KPIs (its dimension, its id), KPIs of the city,
+#          acknowledge an alert, stock of WH-1, stock warnings of customer CUST-1)
+DASHBOARD_TABLE = {
+    "operator": (True, True, True, True, True, True, True),
+    "customer_service": (True, True, True, True, True, True, True),
+    "merchant": (False, True, True, False, False, False, True),
+    "customer": (False, True, True, False, False, False, True),
+    "driver": (False, True, True, False, False, False, False),
+    "warehouse_staff": (False, True, True, False, False, True, False),
+}
+KPI_DIMENSION = {"operator": "warehouse", "customer_service": "driver", "merchant": "merchant", "customer": "merchant",
+                 "driver": "driver", "warehouse_staff": "warehouse"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_dashboard_reads(role: str) -> None:
+    from service.policy import (
+        kpi_scope,
+        may_acknowledge_alert,
+        may_read_customer_stock,
+        may_read_stock,
+        may_read_warehouses,
+        may_watch_operations,
+    )
+
+    assert set(DASHBOARD_TABLE) == set(ROLES)
+    ops, warehouses, own_kpis, city_kpis, ack, stock, customer_stock = DASHBOARD_TABLE[role]
+    me = who(role, OWN[role])
+    watch = may_watch_operations(me, "the fleet")
+    assert watch.allowed is ops and (ops or ("the fleet" in watch.reason and role in watch.reason))
+    assert may_read_warehouses(me).allowed is warehouses
+    own_id = OWN[role] or "X-9"
+    kpi_id, access = kpi_scope(me, KPI_DIMENSION[role], own_id)
+    assert access.allowed is own_kpis and kpi_id == own_id
+    if role not in ("operator", "customer_service"):
+        assert kpi_scope(me, KPI_DIMENSION[role], None) == (OWN[role], access)  # the id defaults to the tenant
+        other = kpi_scope(me, KPI_DIMENSION[role], OTHER[role])[1]
+        assert not other.allowed and OTHER[role] in other.reason
+        wrong = "city" if role != "driver" else "merchant"
+        assert not kpi_scope(me, wrong, OWN[role])[1].allowed  # another dimension, even with their own id
+    assert kpi_scope(me, "city", None)[1].allowed is city_kpis
+    assert not kpi_scope(me, "planet", None)[1].allowed
+    acked = may_acknowledge_alert(me, "late-delivery/order/KL1")
+    assert acked.allowed is ack and (ack or "late-delivery/order/KL1" in acked.reason)
+    assert may_read_stock(me, "WH-1").allowed is stock
+    assert may_read_customer_stock(me, "CUST-1").allowed is customer_stock
+    if role in OTHER:
+        other_me = who(role, OTHER[role])
+        assert not may_read_stock(other_me, "WH-1").allowed and not may_read_customer_stock(other_me, "CUST-1").allowed

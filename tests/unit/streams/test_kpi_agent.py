@@ -13,7 +13,7 @@ from projections.keyed_batch import Counts
 from schemas.codec import AvroCodec
 from schemas.dead_letters import SourceRecord
 from schemas.topics import ALERTS, DEAD_LETTERS, KPI_CONTRIBUTIONS, KPI_EXPOSURES, KPIS, ORDER_STATE
-from streams.kpi_agent import KpiAgent, kpi_line
+from streams.kpi_agent import INTRADAY_MS, KpiAgent, influx_lines, kpi_line
 from streams.replay_streams import replay_kpis
 from streams.sinks.redis_kpis import RedisKpis
 from tests.unit.streams.fakes import FakePointSink, ListOutput
@@ -135,6 +135,29 @@ def test_figures_in_redis_and_influx(chain: Chain) -> None:
     assert points[-1] == kpi_line(city)  # the last point of the window (same time: it replaces the earlier ones)
     assert points[-1].endswith(f" {city['day_start']}")
     assert f"fulfilment_rate={city['fulfilment_rate']!r}," in points[-1]
+
+
+def test_intraday_points_at_the_newest_event_time_floored_to_5_minutes(chain: Chain) -> None:
+    live = {codec.decode(v).value["window_key"]: codec.decode(v).value for _, v in chain.output.on(KPIS.name)}
+    city = next(f for k, f in live.items() if k.startswith("city|"))
+    points = [p for p in chain.influx.written if p.startswith("kpi_intraday,dimension=city,id=all ")]
+    times = [int(p.rsplit(" ", 1)[1]) for p in points]
+    assert len(set(times)) > 1 and all(t % INTRADAY_MS == 0 for t in times)  # a history through the day
+    assert times[-1] == city["as_of"] - city["as_of"] % INTRADAY_MS and times == sorted(times)  # event time
+    assert points[-1] == kpi_line(city, "kpi_intraday")
+    assert points[-1].split(" ")[1] == kpi_line(city).split(" ")[1]  # the same fields as the kpi point
+
+
+def test_one_intraday_point_per_window_and_step_in_a_batch() -> None:
+    base = {"window_key": "city|all|2026-06-01", "dimension": "city", "dimension_id": "all", "day": "2026-06-01",
+            "day_start": 1_780_243_200_000, "orders": 1}
+    at = 1_780_293_600_000  # 06:00Z, a 5-minute boundary
+    batch = [{**base, "orders": 1, "as_of": at + 1_000}, {**base, "orders": 2, "as_of": at + 299_000},
+             {**base, "orders": 3, "as_of": at + 300_000}]
+    lines = influx_lines(batch)
+    assert lines == [kpi_line(batch[2]), kpi_line(batch[1], "kpi_intraday"), kpi_line(batch[2], "kpi_intraday")]
+    assert lines[1].endswith(f"orders=2i {at}") and lines[2].endswith(f"orders=3i {at + 300_000}")
+    assert influx_lines(batch) == lines  # re-written (a replay): the same points
 
 
 def test_a_redelivered_batch_changes_nothing(chain: Chain) -> None:
