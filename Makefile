@@ -17,6 +17,8 @@ run: setup        ## start the dev stack and run the main job end to end
 
 test: setup       ## the whole suite: lint, unit (on both cores), integration, e2e and the dashboard in Chromium (starts and stops the test stack)
 	@.venv/bin/ruff check .
+	@echo "==> the pages' pure helpers (node --test, web/test)"
+	@cd web && npm test --silent
 	@echo "==> unit tests (pytest-xdist, 2 processes)"
 	@$(PY) -m pytest tests/unit -n 2 -q -p no:cacheprovider
 	@echo "==> integration, end-to-end and browser tests against the real test stack"

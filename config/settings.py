@@ -94,6 +94,9 @@ class Settings:
     api_token_ttl_s: int = 12 * 3600
     api_tls_cert: str = ""  # PEM certificate (chain) file: the API serves HTTPS/WSS when set, with api_tls_key
     api_tls_key: str = ""
+    # an online map tile source for the dashboard (a Leaflet URL template, e.g. https://tile.example/{z}/{x}/{y}.png);
+    # empty: the shipped Beijing district outlines only (this machine has no internet)
+    map_tile_url: str = ""
     log_format: str = "text"  # "json": one JSON object per log line (service, delivery worker)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     audit_store: str = "memory://"  # the audit chains (audit/, docs/audit.md): sqlite:///path, postgresql://...
@@ -152,6 +155,7 @@ def load(profile: str | None = None) -> Settings:
         api_token_ttl_s=int(_env("KUAILV_API_TOKEN_TTL_S", str(12 * 3600))),
         api_tls_cert=os.environ.get("KUAILV_API_TLS_CERT", ""),
         api_tls_key=os.environ.get("KUAILV_API_TLS_KEY", ""),
+        map_tile_url=os.environ.get("KUAILV_MAP_TILE_URL", ""),
         log_format=_env("KUAILV_LOG_FORMAT", "text"),
         webhooks=_webhooks(state_dir / profile, ports["webhook_metrics"]),
         audit_store=_env("KUAILV_AUDIT_STORE", f"sqlite:///{state_dir / profile / 'audit.sqlite'}"),

@@ -218,7 +218,7 @@ def create_app(settings: Settings, codec: Any) -> FastAPI:
     app.add_middleware(RequestMetrics)
     from service.pages import mount_pages
 
-    mount_pages(app)
+    mount_pages(app, settings)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> str:

@@ -8,11 +8,14 @@ Nothing is loaded from a CDN: Leaflet, uPlot and the Beijing district outlines a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+
+from config.settings import Settings
 
 WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
 
@@ -21,14 +24,24 @@ _NOT_BUILT = ("<!doctype html><meta charset=utf-8><title>Kuailv dashboard not bu
               "<code>npm run build</code> in <code>web/</code>), then reload.</p>")
 
 
-def mount_pages(app: FastAPI, dist: Path = WEB_DIST) -> None:
-    """``/`` -> ``/ui/``; ``/ui/`` serves ``dist`` (index.html for the directory), or a 503 page naming the
-    missing build step."""
+def page_config(settings: Settings) -> str:
+    """``/ui/config.js``: what the pages take from the service's configuration (before the app starts)."""
+    return f"window.KUAILV_TILE_URL = {json.dumps(settings.map_tile_url or None)};\n"
+
+
+def mount_pages(app: FastAPI, settings: Settings, dist: Path = WEB_DIST) -> None:
+    """``/`` -> ``/ui/``; ``/ui/config.js`` from the settings; ``/ui/`` serves ``dist`` (index.html for the
+    directory), or a 503 page naming the missing build step."""
     router = APIRouter(include_in_schema=False)
+    config_js = page_config(settings)
 
     @router.get("/")
     def root() -> RedirectResponse:
         return RedirectResponse("/ui/")
+
+    @router.get("/ui/config.js")
+    def config() -> Response:
+        return Response(config_js, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
     if (dist / "index.html").is_file():
         app.include_router(router)
