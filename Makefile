@@ -22,7 +22,7 @@ test: setup       ## the whole suite: lint, unit (on both cores), integration, e
 	@echo "==> unit tests (pytest-xdist, 2 processes)"
 	@$(PY) -m pytest tests/unit -n 2 -q -p no:cacheprovider
 	@echo "==> integration, end-to-end and browser tests against the real test stack"
-	@$(PY) -m pytest tests --ignore=tests/unit -p no:cacheprovider
+	@$(PY) -m pytest tests --ignore=tests/unit -p no:cacheprovider --durations=25
 
 unit: setup
 	@$(PY) -m pytest tests/unit -n 2 -p no:cacheprovider -q

@@ -177,6 +177,9 @@ class Page:
         self.page.on("response", lambda r: self.errors.append(f"HTTP {r.status} {r.request.method} {r.url}")
                      if r.status >= 400 else None)
 
+    def assert_clean(self) -> None:
+        assert not self.errors, "the page reported errors:\n" + "\n".join(self.errors)
+
     def close(self) -> None:
         self.context.close()
 
@@ -228,7 +231,7 @@ def test_the_operations_page_loads_clean_and_its_funnel_counts_what_kuailv_stats
     page.wait_for_selector(f'{tid("pipeline-health")} [data-topic]', timeout=10_000)
     page.wait_for_timeout(1500)  # the maps' and charts' late work, to catch its errors too
     city.shot(page, "operations")
-    assert desktop.errors == []
+    desktop.assert_clean()
 
 
 def test_a_van_marker_moves_when_a_gps_ping_is_produced(city: City, desktop: Page) -> None:
@@ -249,7 +252,7 @@ def test_a_van_marker_moves_when_a_gps_ping_is_produced(city: City, desktop: Pag
     moved = f'{tid(f"van-marker-{driver}")}[data-lat="{target[0]}"]'
     page.wait_for_selector(moved, state="attached", timeout=5_000)
     assert float(page.locator(moved).get_attribute("data-lng")) == pytest.approx(target[1])
-    assert desktop.errors == []
+    desktop.assert_clean()
 
 
 def test_an_alert_produced_on_kafka_is_in_the_feed_within_2_s_and_can_be_acknowledged(city: City,
@@ -271,7 +274,7 @@ def test_an_alert_produced_on_kafka_is_in_the_feed_within_2_s_and_can_be_acknowl
     page.wait_for_selector(f'{target}[data-acknowledged="true"]', timeout=5_000)
     acked = [a for a in city.get("/alerts?open=true&limit=1000")["alerts"] if a["alert_id"] == opened[0]["alert_id"]]
     assert acked and acked[0]["acknowledged"]["by"] == "browser-operator"
-    assert desktop.errors == []
+    desktop.assert_clean()
 
 
 def test_a_page_whose_service_restarts_reconnects_and_catches_up_without_a_reload(city: City, desktop: Page) -> None:
@@ -328,7 +331,7 @@ def test_an_operator_reads_an_order_page_with_its_timeline_lines_track_and_eta(c
     page.wait_for_selector(f'{tid("track-line")}', state="attached", timeout=10_000)
     page.wait_for_timeout(800)
     city.shot(page, "order")
-    assert desktop.errors == []
+    desktop.assert_clean()
 
 
 def test_a_driver_signs_and_reports_an_exception_from_their_stop_list_on_a_phone(city: City, phone: Page) -> None:
@@ -370,7 +373,7 @@ def test_a_driver_signs_and_reports_an_exception_from_their_stop_list_on_a_phone
     page.wait_for_function(f"!document.querySelector('[data-testid=stop][data-order-id={city.signed}]')"
                            f" || document.querySelector('[data-testid=stop][data-order-id={city.signed}]')"
                            f".dataset.status === 'SIGNED'", timeout=10_000)
-    assert phone.errors == []
+    phone.assert_clean()
 
 
 def test_a_customer_follows_their_order_on_a_phone_and_may_confirm_receipt(city: City, phone: Page) -> None:
@@ -385,7 +388,7 @@ def test_a_customer_follows_their_order_on_a_phone_and_may_confirm_receipt(city:
     page.goto(f"{city.base}/ui/#/track/{city.signed}")  # a signed one shows its signature record
     page.wait_for_selector(f'{tid("order-status")}[data-status="SIGNED"]', timeout=15_000)
     assert "王经理" in page.inner_text(tid("signature"))
-    assert phone.errors == []
+    phone.assert_clean()
 
 
 def test_the_pages_read_in_english_too(city: City, desktop: Page) -> None:
@@ -397,4 +400,4 @@ def test_the_pages_read_in_english_too(city: City, desktop: Page) -> None:
     assert zh != en and "funnel" in en.lower()
     city.shot(page, "operations-en")
     page.click(tid("lang-toggle"))  # back to Chinese for the next page
-    assert desktop.errors == []
+    desktop.assert_clean()

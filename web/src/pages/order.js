@@ -14,12 +14,15 @@ export const title = () => t('order');
 /** Loads an order and keeps it fresh: live changes are applied at once and re-read over REST shortly after
  * (the REST answer carries the merges: GPS ETA, open alerts). Shared with the track page. */
 export function orderFeed(orderId, { render, fail, onPositions, onAlert }) {
-  let current = null; let timer = null;
+  let current = null; let timer = null; let stopped = false; // no callback once the page is left
   const load = async () => {
     try {
-      current = await api(`/orders/${enc(orderId)}`);
+      const answer = await api(`/orders/${enc(orderId)}`);
+      if (stopped) return;
+      current = answer;
       render(current);
     } catch (err) {
+      if (stopped) return;
       if (current && ![401, 403, 404].includes(err.status)) console.warn('order refresh failed', err.message);
       else fail(err); // nothing to show, or the order is gone / no longer ours
     }
@@ -43,7 +46,7 @@ export function orderFeed(orderId, { render, fail, onPositions, onAlert }) {
     onReconnected: load,
   });
   load();
-  return { stop: () => { stop(); clearTimeout(timer); }, reload: load, get: () => current };
+  return { stop: () => { stopped = true; stop(); clearTimeout(timer); }, reload: load, get: () => current };
 }
 
 export function mount(root, orderId) {
@@ -87,6 +90,7 @@ export function mount(root, orderId) {
   };
 
   const render = (order) => {
+    if (!alive) return; // an answer that comes after the page was left
     driverId = order.driverInfo?.driverId || null;
     const d = order.driverInfo;
     fill(head, h('h1', {}, `${t('order')} ${order.orderId}`), statusBadge(order.status, 'order-status'),

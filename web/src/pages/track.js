@@ -22,6 +22,7 @@ export function mount(root, orderId) {
   let driverId = null; let tracked = false; let signedShown = null; let alive = true;
 
   const loadTrack = async (order) => {
+    if (!alive) return; // an answer that comes after the page was left must not touch its removed map
     if (order.destination) destinationMarker(map, order.destination);
     try {
       const tr = await api(`/orders/${enc(orderId)}/track`, { query: { limit: 500 } });
@@ -46,6 +47,7 @@ export function mount(root, orderId) {
   };
 
   const render = (order) => {
+    if (!alive) return;
     driverId = order.driverInfo?.driverId || null;
     fill(head, h('h1', {}, order.orderId), statusBadge(order.status, 'order-status'), progress(order));
     fill(etaEl, etaBox(order));
