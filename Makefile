@@ -5,7 +5,7 @@ PROFILE ?= dev
 ORDERS ?= 300
 SPEEDUP ?= 1000
 
-.PHONY: setup run test unit integration screenshots report stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing bench-models \
+.PHONY: setup setup-tests run test unit integration screenshots report stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing bench-models \
 	lint clean flink-job flink-cluster-start flink-cluster-stop flink-submit
 
 setup:            ## install system packages, Python deps and Kafka jars (idempotent)
@@ -15,7 +15,10 @@ run: setup        ## start the dev stack and run the main job end to end
 	@$(PY) -m infra.stack start --profile $(PROFILE)
 	@.venv/bin/kuailv --profile $(PROFILE) run --orders $(ORDERS) --speedup $(SPEEDUP)
 
-test: setup       ## the whole suite: lint, unit (on both cores), integration, e2e and the dashboard in Chromium (starts and stops the test stack)
+setup-tests:
+	@bash scripts/setup.sh --for-tests
+
+test: setup-tests ## the whole suite: lint, unit (on both cores), integration, e2e and the dashboard in Chromium (starts and stops the test stack)
 	@.venv/bin/ruff check .
 	@echo "==> the pages' pure helpers (node --test, web/test)"
 	@cd web && npm test --silent
@@ -24,13 +27,13 @@ test: setup       ## the whole suite: lint, unit (on both cores), integration, e
 	@echo "==> integration, end-to-end and browser tests against the real test stack"
 	@$(PY) -m pytest tests --ignore=tests/unit -p no:cacheprovider --durations=25
 
-unit: setup
+unit: setup-tests
 	@$(PY) -m pytest tests/unit -n 2 -p no:cacheprovider -q
 
-integration: setup
+integration: setup-tests
 	@$(PY) -m pytest tests/integration tests/e2e -p no:cacheprovider
 
-screenshots: setup ## the dashboard's browser tests, saving a screenshot of every page in docs/screenshots/
+screenshots: setup-tests ## the dashboard's browser tests, saving a screenshot of every page in docs/screenshots/
 	@KUAILV_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_dashboard_browser.py -p no:cacheprovider
 
 report: setup     ## train the delay-risk / ETA models on 3 weeks of simulated history, write docs/model-report/ (~10 min)

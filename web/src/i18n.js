@@ -9,7 +9,7 @@ const D = {
   connected: ['live', '实时'], reconnecting: ['reconnecting…', '重新连接中…'], idle: ['offline', '离线'],
   loading: ['Loading…', '加载中…'], retry: ['Retry', '重试'], refresh: ['Refresh', '刷新'],
   // login
-  tokenLabel: ['Access token (JWT)', '访问令牌 (JWT)'], tokenHelp: ['Paste the token from `kuailv token` or `kuailv dashboard`.', '粘贴 `kuailv token` 或 `kuailv dashboard` 给出的令牌。'],
+  tokenLabel: ['Access token (JWT)', '访问令牌 (JWT)'], tokenHelp: ['Paste the token from `kuailv token` (or open the URL `kuailv token --url` prints).', '粘贴 `kuailv token` 给出的令牌（或打开 `kuailv token --url` 给出的链接）。'],
   signIn: ['Sign in', '登录'], badToken: ['This is not a JWT (three dot-separated parts).', '这不是有效的 JWT（应由三段组成）。'],
   signedOut: ['Signed out.', '已退出。'], needLogin: ['Please sign in', '请登录'],
   // errors
@@ -26,6 +26,7 @@ const D = {
   noAlerts: ['No open alerts.', '暂无未关闭告警。'], warehouses: ['Warehouses', '仓库'], vans: ['Vans', '车辆'],
   legend: ['Legend', '图例'], coldChain: ['Cold chain', '冷链'], ok: ['ok', '正常'], warning: ['warning', '警告'],
   critical: ['critical', '严重'], truncated: ['showing {n} of {total}', '显示 {n} / {total}'],
+  activeOnly: ['active orders only', '只看进行中的订单'],
   fulfilment: ['Fulfilment', '履约率'], onTimeRate: ['On-time rate', '准时率'], deliveryTime: ['Delivery time', '配送时长'],
   loss: ['Loss rate', '损耗率'], today: ['Today', '今日'], noSeries: ['No KPI points yet.', '暂无指标数据。'],
   eventsPerSec: ['events/s', '事件/秒'], topic: ['Topic', '主题'], endOffset: ['end offset', '末尾偏移'],

@@ -13,7 +13,11 @@ export function mapPanel(body, { onOpen }) {
   const ccLegend = h('div', { class: 'legend' }, h('strong', {}, `${t('vans')} · ${t('coldChain')}:`),
     Object.entries(COLD_CHAIN_COLOURS).map(([k, c]) => h('span', { class: 'legend-item' },
       h('i', { style: `background:${c}` }), t(k))));
-  body.append(mapEl, h('div', { class: 'legends' }, statusLegend(), ccLegend), notes);
+  // every order's newest state by default (the day at a glance); the toggle keeps those still under way
+  const activeOnly = h('input', { type: 'checkbox', id: 'ops-active-only', testid: 'active-only',
+    onchange: () => loadOrders() });
+  const toggle = h('label', { class: 'legend-item small', for: 'ops-active-only' }, activeOnly, ' ', t('activeOnly'));
+  body.append(mapEl, h('div', { class: 'legends' }, statusLegend(), ccLegend, toggle), notes);
   const { map, dispose } = createMap(mapEl);
   const vans = new VanLayer(map);
   const orders = new OrderLayer(map, { onClick: onOpen });
@@ -51,7 +55,7 @@ export function mapPanel(body, { onOpen }) {
   }
   async function loadOrders() {
     try {
-      const res = await api('/dashboard/map-orders', { query: { active: true } });
+      const res = await api('/dashboard/map-orders', { query: { active: activeOnly.checked } });
       if (!alive) return;
       orders.replace(res.orders);
       if (!fitted && res.orders.length > 1) { fitted = true; orders.fit(sites); }
