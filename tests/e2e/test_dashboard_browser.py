@@ -155,6 +155,7 @@ def city(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         c.server.stop()
         c.relay.stop()
         c.worker.stop()
+        c.producer = None  # type: ignore[assignment]  # librdkafka's producer goes now, not at exit (stack stopped)
 
 
 @pytest.fixture(scope="module")
