@@ -66,6 +66,11 @@ def policy_params(rule: Rule | None) -> PolicyParams | None:
     return PolicyParams(p.service_level, p.lead_time_days, p.review_days, int(p.history_days), int(p.min_history_days))
 
 
+def below_reorder_point(on_hand: float, reorder_point: float | None) -> bool:
+    """Low stock: on hand below the reorder point (a SKU without a plan yet, no reorder point, is never low)."""
+    return reorder_point is not None and on_hand < reorder_point
+
+
 def stock_key(warehouse_id: str, sku: str) -> str:
     return f"{warehouse_id}/{sku}"
 
@@ -182,7 +187,7 @@ def _decide(st: dict[str, Any], v: Mapping[str, Any], rolled: bool, ctx: StockCo
     assert ctx.policy is not None
     out: list[Output] = []
     key = stock_key(st["warehouse_id"], st["sku"])
-    low = st["on_hand"] < plan["reorder_point"]
+    low = below_reorder_point(st["on_hand"], plan["reorder_point"])
     subject = {"warehouse_id": st["warehouse_id"]}
     at = v["event_time"]
     if low:
@@ -209,7 +214,7 @@ def suggestion(st: Mapping[str, Any], plan: Mapping[str, Any], movement: Mapping
     """The ``ReplenishmentSuggestion`` of a key's state and plan after ``movement`` (at most one per movement:
     its event id makes the suggestion's)."""
     key, at = stock_key(st["warehouse_id"], st["sku"]), movement["event_time"]
-    low = st["on_hand"] < plan["reorder_point"]
+    low = below_reorder_point(st["on_hand"], plan["reorder_point"])
     return {"suggestion_id": f"{key}@{movement['event_id']}", "stock_key": key, "warehouse_id": st["warehouse_id"],
             "sku": st["sku"], "unit": st["unit"], "reason": reason, "decided_at": at, "on_hand": st["on_hand"],
             "forecast_daily": plan["forecast_daily"], "forecast_std": plan["forecast_std"],

@@ -171,10 +171,12 @@ class DashboardReads:
 
         from projections.fleet import driver_load
         from streams.sinks.redis_fleet import RedisFleet
+        from streams.sinks.redis_positions import RedisDriverPositions
 
         p = self.settings.redis_prefix
         with queries.pooled_client(self.settings) as r:
             drivers = sorted(m.decode() for m in r.zrange(f"{p}:drivers:geo", 0, -1))
+            fixes = RedisDriverPositions(r, p).get_many(drivers)  # one round trip, not one per van
             raw_state = r.get(RedisFleet(r, p).state_key())
             prefixes = tuple(f"{rule}/" for rule in self.cold_chain_rules())
             cold_ids = [i for i in (m.decode() for m in r.zrange(f"{p}:alerts:open", 0, -1)) if i.startswith(prefixes)]
@@ -183,7 +185,7 @@ class DashboardReads:
         state = None if raw_state is None else orjson.loads(raw_state)
         out = []
         for driver_id in drivers:
-            fix = queries.driver_position(self.settings, driver_id)
+            fix = fixes.get(driver_id)
             if fix is None:
                 continue
             load = driver_load(state, driver_id)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from config.settings import Settings
+from projections.stock import below_reorder_point
 from projections.timefmt import iso
 from service import funnel
 from service.policy import Caller, may_read_customer_stock, may_read_stock
@@ -60,8 +61,8 @@ def merchant_stock(settings: Settings, order_facts: OrderFacts, who: Caller, cus
 
 
 def low(level: Mapping[str, Any]) -> bool:
-    """On hand below the reorder point (a SKU without a plan yet is never low)."""
-    return level.get("reorder_point") is not None and level["on_hand"] < level["reorder_point"]
+    """A stored level (``projections.stock.level_view``) below its reorder point, as the low-stock rule decides."""
+    return below_reorder_point(level["on_hand"], level.get("reorder_point"))
 
 
 def level_doc(level: Mapping[str, Any]) -> dict[str, Any]:

@@ -62,11 +62,22 @@ class RedisDriverPositions:
         return int(self._script(args=args))
 
     def get(self, driver_id: str) -> dict[str, Any] | None:
-        raw = self._r.hgetall(self.key(driver_id))
-        if not raw:
-            return None
-        d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-             for k, v in raw.items()}
-        return {"driver_id": d["driver_id"], "vehicle_id": d["vehicle_id"], "event_id": d["event_id"],
-                "at": int(d["at"]), "lat": float(d["lat"]), "lng": float(d["lng"]),
-                "speed_kmh": float(d["speed_kmh"]), "heading_deg": float(d["heading_deg"])}
+        return _position(self._r.hgetall(self.key(driver_id)))
+
+    def get_many(self, driver_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """driver id -> newest fix, for those that have one, in one round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for driver_id in driver_ids:
+            pipe.hgetall(self.key(driver_id))
+        found = {d: _position(raw) for d, raw in zip(driver_ids, pipe.execute(), strict=True)}
+        return {d: fix for d, fix in found.items() if fix is not None}
+
+
+def _position(raw: Mapping[Any, Any]) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+         for k, v in raw.items()}
+    return {"driver_id": d["driver_id"], "vehicle_id": d["vehicle_id"], "event_id": d["event_id"],
+            "at": int(d["at"]), "lat": float(d["lat"]), "lng": float(d["lng"]),
+            "speed_kmh": float(d["speed_kmh"]), "heading_deg": float(d["heading_deg"])}

@@ -36,7 +36,7 @@ from service.reveal import process_keystore
 from simulator.events import T0, order_story
 from streams.queries import order_ids, pooled_client, progress
 from streams.sinks.redis_alerts import RedisAlerts
-from tests.integration.kafka_helpers import SyncProducer, wait_for
+from tests.integration.kafka_helpers import SyncProducer, wait_for, wait_until_serving
 from tests.integration.processes import ROOT, ProjectProcess
 
 pytestmark = pytest.mark.e2e
@@ -91,15 +91,7 @@ class City:
 
     def start_server(self) -> None:
         self.server.start()
-
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2):
-                    return True
-            except (urllib.error.URLError, ConnectionError):
-                return False
-
-        wait_for(up, 30, f"kuailv serve on {PORT} (log: {self.server.log_tail()})", interval=0.2)
+        wait_until_serving(self.base, what=f"kuailv serve (log: {self.server.log_tail()})")
 
     def url(self, role: str, tenant: str | None = None) -> str:
         return f"{self.base}/ui/#token={issue(SECRET, f'browser-{role}', role, tenant)}"

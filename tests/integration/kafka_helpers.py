@@ -44,6 +44,20 @@ def all_records(bootstrap: str, topic: str) -> list[SourceRecord]:
     return list(read_topic(bootstrap, topic))
 
 
+def wait_until_serving(base_url: str, timeout: float = 30, what: str = "kuailv serve") -> None:
+    """Until ``GET {base_url}/healthz`` answers 200 (a ``kuailv serve`` the test started)."""
+    import urllib.request
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:  # refused while it starts (URLError and ConnectionError are OSErrors)
+            return False
+
+    wait_for(up, timeout, f"{what} at {base_url}", interval=0.2)
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None

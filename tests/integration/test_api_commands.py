@@ -21,7 +21,7 @@ from commands.avro_mapping import to_command
 from commands.order_service import OrderService
 from service.auth import issue
 from simulator.events import T0, order_story
-from tests.integration.kafka_helpers import wait_for
+from tests.integration.kafka_helpers import wait_until_serving
 from tests.integration.processes import ROOT
 
 pytestmark = pytest.mark.integration
@@ -68,14 +68,7 @@ def cmds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Commands]:
                               stdout=open(tmp / "serve.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
                               start_new_session=True)
     try:
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(up, 30, "kuailv serve to listen", interval=0.3)
+        wait_until_serving(f"http://127.0.0.1:{PORT}")
         c.service = service  # type: ignore[attr-defined]
         yield c
     finally:

@@ -26,7 +26,14 @@ from schemas.codec import AvroCodec
 from schemas.topics import ALERTS, DEAD_LETTERS, FLEET, GPS, ORDER_ETAS, ORDER_EVENTS, ORDER_STATE, VAN_ORDERS
 from service.auth import issue
 from simulator.events import T0, order_story
-from tests.integration.kafka_helpers import SyncProducer, delete_topics, private_topics, renames_env, wait_for
+from tests.integration.kafka_helpers import (
+    SyncProducer,
+    delete_topics,
+    private_topics,
+    renames_env,
+    wait_for,
+    wait_until_serving,
+)
 from tests.integration.processes import ROOT, ProjectProcess
 
 pytestmark = pytest.mark.integration
@@ -115,15 +122,8 @@ def live(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                               env={**os.environ, **lv.env}, stdout=open(logs / "serve.log", "wb"),  # noqa: SIM115
                               stderr=subprocess.STDOUT, start_new_session=True)
 
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=2):
-                return True
-        except (urllib.error.URLError, ConnectionError):
-            return False
-
     try:
-        wait_for(up, 30, "kuailv serve to listen", interval=0.3)
+        wait_until_serving(f"http://127.0.0.1:{PORT}")
         yield lv
     finally:
         worker.stop()

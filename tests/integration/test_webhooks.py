@@ -47,6 +47,7 @@ from tests.integration.kafka_helpers import (
     private_topics,
     renames_env,
     wait_for,
+    wait_until_serving,
 )
 from tests.integration.processes import ProjectProcess
 
@@ -275,14 +276,7 @@ def hooks(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     h = Hooks(stack, tag, topics, env, logs, f"http://127.0.0.1:{metrics_port}/metrics")
     api = ProjectProcess(["serve", "--port", str(PORT)], env, logs / "serve.log").start()
     try:
-        def api_up() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=2) as resp:
-                    return resp.status == 200
-            except OSError:
-                return False
-
-        wait_for(api_up, 30, f"kuailv serve on {PORT} ({api.log_tail(10)})", interval=0.3)
+        wait_until_serving(f"http://127.0.0.1:{PORT}", what=f"kuailv serve ({api.log_tail(10)})")
         h.subscribe("verifying", Receiver("verifying", verifying), kinds=["order_change", "alert"],
                     customer_id="CUST-V")
         h.subscribe("ops", Receiver("ops", verifying), kinds=["alert"], role="operator")
