@@ -140,6 +140,9 @@ def test_flat_forest_predicts_exactly_like_scikit_learn() -> None:
     m = small_models()
     assert np.array_equal(FastModel(m.risk).predict_late(X), m.risk.predict_proba(X)[:, 1])
     assert np.array_equal(FastModel(m.eta).predict(X), m.eta.predict(X))
+    for model in (m.risk, m.eta):  # the compiled walk and the numpy fallback: the same sums, to the bit
+        forest = FastModel(model).forest
+        assert np.array_equal(forest.raw(X), forest.raw_numpy(X))
     est = LearntEta(m)
     assert est.fast is not None
     slow = LearntEta(m)
