@@ -1,6 +1,6 @@
 """One settings object, read from the environment, with working local defaults.
 
-Nothing here connects to anything. Two stack profiles exist so the test stack
+Nothing here connects to anything. Stack profiles exist so the test stack
 never collides with the dev stack (or with services on default ports):
 
 =========  ===============  ==========  =====  =================  ==========
@@ -8,7 +8,13 @@ profile    Kafka            controller  Redis  InfluxDB           PostgreSQL
 =========  ===============  ==========  =====  =================  ==========
 dev        127.0.0.1:19092  19093       16379  18086 (rpc 18088)  15432
 test       127.0.0.1:29092  29093       26379  28086 (rpc 28088)  25432
+load       127.0.0.1:39092  39093       36379  38086 (rpc 38088)  35432
+scale      127.0.0.1:49092  49093       46379  48086 (rpc 48088)  45432
 =========  ===============  ==========  =====  =================  ==========
+
+``load`` is the stack of the city-scale load test (``make load``), ``scale`` the one of the
+scale-out benchmark (``make bench-scale``): both fill their stores with throw-away data,
+so neither shares a stack with the data a developer keeps in ``dev``.
 
 PostgreSQL is optional (``python -m infra.postgres start``, not part of the
 main stack); the event store stays SQLite unless ``KUAILV_EVENTSTORE`` says
@@ -31,6 +37,10 @@ _PORTS = {
             "postgres": 15432, "api": 18000, "webhook_metrics": 18010},
     "test": {"kafka": 29092, "controller": 29093, "redis": 26379, "influx": 28086, "influx_rpc": 28088,
              "postgres": 25432, "api": 28000, "webhook_metrics": 28010},
+    "load": {"kafka": 39092, "controller": 39093, "redis": 36379, "influx": 38086, "influx_rpc": 38088,
+             "postgres": 35432, "api": 38000, "webhook_metrics": 38010},
+    "scale": {"kafka": 49092, "controller": 49093, "redis": 46379, "influx": 48086, "influx_rpc": 48088,
+              "postgres": 45432, "api": 48000, "webhook_metrics": 48010},
 }
 
 
@@ -78,6 +88,9 @@ class Settings:
     worker_batch_size: int
     worker_batch_seconds: float
     state_cache_keys: int
+    # How long the group waits for a silent worker (killed, frozen) before its partitions move to the others;
+    # the broker's group.min.session.timeout.ms (6 s by default) is the floor.
+    consumer_session_timeout_ms: int
     postgres_port: int
     fence_file: Path | None = None  # None: config/geofences.v1.json (config.geofences)
     geofence_lateness_ms: int = 30_000
@@ -141,6 +154,7 @@ def load(profile: str | None = None) -> Settings:
         worker_batch_size=int(_env("KUAILV_WORKER_BATCH_SIZE", "500")),
         worker_batch_seconds=float(_env("KUAILV_WORKER_BATCH_SECONDS", "0.2")),
         state_cache_keys=int(_env("KUAILV_STATE_CACHE_KEYS", "50000")),
+        consumer_session_timeout_ms=int(_env("KUAILV_CONSUMER_SESSION_TIMEOUT_MS", "6000")),
         postgres_port=int(_env("KUAILV_POSTGRES_PORT", str(ports["postgres"]))),
         fence_file=Path(os.environ["KUAILV_FENCES"]) if os.environ.get("KUAILV_FENCES") else None,
         geofence_lateness_ms=int(_env("KUAILV_GEOFENCE_LATENESS_MS", "30000")),

@@ -130,7 +130,9 @@ def make_loop(agent: Agent, settings: Settings, *, max_batch: int | None = None)
 
     client_id = f"{consumer_name(settings)}/{agent.name}"
     group = settings.consumer_group + getattr(agent, "group_suffix", "")
-    overrides = {"partition.assignment.strategy": agent.assignor} if hasattr(agent, "assignor") else {}
+    overrides: dict[str, Any] = {"session.timeout.ms": settings.consumer_session_timeout_ms}
+    if hasattr(agent, "assignor"):
+        overrides["partition.assignment.strategy"] = agent.assignor
     consumer = Consumer(consumer_config(settings.kafka_bootstrap, group, client_id, **overrides))
     batch = max_batch or settings.worker_batch_size * (4 if agent.name == "telemetry" else 1)
     return BatchLoop(agent, consumer, max_batch=batch, max_wait_s=settings.worker_batch_seconds,
