@@ -226,8 +226,10 @@ def _silence_check(st: dict[str, Any], out: Stepped, at: int, silence_ms: int) -
 
 def on_board(st: Mapping[str, Any]) -> list[str]:
     """The orders on the van now: assigned, and not yet delivered, taken off or visited."""
-    return sorted(oid for oid, s in st["sites"].items()
-                  if s["state"] == "ON_BOARD" and s.get("visited") != s["dispatch"])
+    orders = [oid for oid, s in st["sites"].items() if s["state"] == "ON_BOARD" and s.get("visited") != s["dispatch"]]
+    if len(orders) > 1:
+        orders.sort()
+    return orders
 
 
 def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
@@ -344,8 +346,10 @@ def _ping(st: dict[str, Any], out: Stepped, ctx: GeoContext, driver: str, at: in
             stage_times.from_transitions(st, transitions[first:])
         van_eta.update(st, ctx.eta, driver, vehicle, lat, lng, at, out.etas, out.notices)
         stage_times.flush(st, driver, vehicle, at, out.etas)
-    if any(s["state"] != "ON_BOARD" for s in sites.values()):
-        _drop_done_sites(st, out.notices, at)
+    for s in sites.values():
+        if s["state"] != "ON_BOARD":
+            _drop_done_sites(st, out.notices, at)
+            break
 
 
 def _notices(st: dict[str, Any], transitions: list[dict[str, Any]],
