@@ -46,9 +46,8 @@ from streams.queries import (
 )
 from streams.simulation_runner import SimulationProgress, simulate_into_system
 
-INPUT_TOPICS = (ORDER_EVENTS.name, GPS.name, SENSORS.name)
 # (consumer group suffix, topics): every agent's group must have caught up before the run ends
-GROUPS = (("", INPUT_TOPICS), ("-geofences", GEOFENCE_TOPICS),
+GROUPS = (("", (ORDER_EVENTS.name,)), ("-telemetry", (GPS.name, SENSORS.name)), ("-geofences", GEOFENCE_TOPICS),
           ("-alerts", (ORDER_EVENTS.name, SENSORS.name)), ("-fleet", (FLEET.name,)),
           ("-audit", (ORDER_EVENTS.name,)),  # the audit worker (kuailv audit run) chains the order log
           ("-kpi-exposures", (ALERTS.name,)), ("-kpi-orders", (ORDER_STATE.name, KPI_EXPOSURES.name)),

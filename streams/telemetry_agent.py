@@ -6,6 +6,11 @@ points; ``write`` flushes dead letters to Kafka, posts the points in one InfluxD
 request and stores the newest ping per driver in one Lua call (with the counters).
 Every sink is idempotent: a point is identified by measurement + tags + time, a
 position only moves forward in event time.
+
+Own consumer group (``<group>-telemetry``) with the *range* assignor: with two workers,
+cooperative-sticky balanced the partition *count* and could hand one worker all six GPS
+partitions and the other all six sensor partitions (seen in ``make bench-scale``); range gives
+each a share of both topics.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ LINES = {"GpsPing": gps_line, "SensorReading": sensor_line}
 class TelemetryAgent:
     name = "telemetry"
     topics = (GPS.name, SENSORS.name)
+    group_suffix = "-telemetry"
+    assignor = "range"  # a share of each topic per worker (see the module doc)
 
     def __init__(self, codec: AvroCodec, influx: InfluxWriter, positions: RedisDriverPositions, output: Output,
                  stats: Any, *, consumer: str, wall_clock_ms: Callable[[], int]) -> None:

@@ -1,11 +1,12 @@
 """``kuailv worker``: the always-on projection worker.
 
 One process runs one ``BatchLoop`` per agent (``orders``, ``telemetry``, ``geofences``,
-``alerts``, ``fleet``), each in its own thread with its own consumer in the group ``KUAILV_CONSUMER_GROUP``
-(the geofence agent in ``<group>-geofences``: it reads GPS too, and needs the range assignor;
-the alert agent in ``<group>-alerts``: it reads the sensors too). Start more processes
-with the same group to scale out: Kafka spreads the partitions (cooperative-sticky
-rebalancing, so a joining worker does not stop the others). SIGTERM/SIGINT finish the
+``alerts``, ``fleet``, the KPI stages, ``stock``), each in its own thread with its own consumer:
+the order agent in the group ``KUAILV_CONSUMER_GROUP``, every other agent in ``<group>-<suffix>``
+(``-telemetry``, ``-geofences``, ``-alerts``, ...; an agent that reads co-partitioned topics, or
+several topics that must be shared evenly, uses the range assignor). Start more processes with the
+same group to scale out: Kafka spreads the partitions (cooperative-sticky rebalancing where the
+agent allows it, so a joining worker does not stop the others). SIGTERM/SIGINT finish the
 batch in hand, write it, commit and exit 0. Clients are created here, at start-up, never
 at import.
 """

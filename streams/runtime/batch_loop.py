@@ -173,6 +173,11 @@ class BatchLoop:
         self._written: queue.SimpleQueue[Staged] = queue.SimpleQueue()
         self._sinks = _Sinks(agent, self._written.put, None if sleep is time.sleep else sleep)
         self._retryable = infra_errors()
+        # the newest offset committed per partition (consumed topic names), re-sent while idle: an asynchronous
+        # commit that failed (e.g. in a rebalance) is not retried by librdkafka, and the lag would stay up
+        self._committed: dict[Partition, int] = {}
+        self._recommit_s = 5.0
+        self._last_commit = time.monotonic()
 
     # --- consumer group callbacks (called inside consume(), on the main thread) ---------------
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
@@ -183,13 +188,19 @@ class BatchLoop:
         log.info("%s revoking %s: finishing in-flight writes", self.agent.name, parts)
         self._drain()
         self._commit(asynchronous=False)
+        self._forget_committed(partitions)
         self.agent.forget(parts)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         parts = [(self._canonical.get(p.topic, p.topic), p.partition) for p in partitions]
         log.warning("%s lost %s (no commit possible)", self.agent.name, parts)
         self._drain()
+        self._forget_committed(partitions)
         self.agent.forget(parts)
+
+    def _forget_committed(self, partitions: list[Any]) -> None:
+        for p in partitions:
+            self._committed.pop((p.topic, p.partition), None)
 
     # --- the loop ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> Counts:
@@ -200,7 +211,7 @@ class BatchLoop:
             while not stop.is_set():
                 self._check_sinks()
                 batch = self._next_batch()
-                self._commit()
+                self._commit(idle=not batch)
                 staged = self._process(batch, stop) if batch else None
                 if staged is not None:
                     self._submit(staged)
@@ -288,8 +299,10 @@ class BatchLoop:
                           self.agent.name, grace_s)
                 self._sinks.abandon.set()
 
-    def _commit(self, asynchronous: bool = True) -> None:
-        """Commit the offsets of every batch written so far (one commit for all of them)."""
+    def _commit(self, asynchronous: bool = True, idle: bool = False) -> None:
+        """Commit the offsets of every batch written so far (one commit for all of them). ``idle`` (nothing
+        consumed): re-send the newest committed offsets every few seconds, in case an asynchronous commit
+        failed (committing the same offsets again is harmless)."""
         from confluent_kafka import TopicPartition
 
         offsets: dict[Partition, int] = {}
@@ -301,9 +314,15 @@ class BatchLoop:
             self.batches += 1
             self.totals.add(staged.counts)
             for rec in staged.records:
-                offsets[(rec.topic, rec.partition)] = max(offsets.get((rec.topic, rec.partition), -1), rec.offset + 1)
+                where = (self.renames.get(rec.topic, rec.topic), rec.partition)
+                offsets[where] = max(offsets.get(where, -1), rec.offset + 1)
+        now = time.monotonic()
+        if not offsets and idle and self._committed and now - self._last_commit >= self._recommit_s:
+            offsets = dict(self._committed)
         if offsets:
-            tps = [TopicPartition(self.renames.get(t, t), p, o) for (t, p), o in offsets.items()]
+            self._committed.update(offsets)
+            self._last_commit = now
+            tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
             try:
                 self.consumer.commit(offsets=tps, asynchronous=asynchronous)
             except Exception as exc:  # e.g. partitions already revoked: the next owner re-reads them

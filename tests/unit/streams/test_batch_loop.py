@@ -9,6 +9,7 @@ flight and commits them, then the agent forgets the partition."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -259,3 +260,34 @@ def test_a_stop_while_a_sink_stays_down_abandons_the_batch_uncommitted_after_the
     assert agent.written == [] and agent.parked == []
     assert consumer.committed() == {}  # nothing of the abandoned batch is committed
     assert consumer.closed and agent.closed
+
+
+def test_an_idle_loop_re_sends_the_newest_commit_in_case_an_asynchronous_one_failed() -> None:
+    """librdkafka does not retry a failed asynchronous commit (e.g. one sent in a rebalance): the lag
+    would stay up (and an autoscaler on it would keep pods) although everything was written."""
+    stop = threading.Event()
+
+    class IdleConsumer(ScriptedConsumer):
+        idle = 0
+
+        def poll(self, timeout: float) -> Msg | None:
+            if not self.pending and not self.script and self.idle < 40:
+                self.idle += 1
+                time.sleep(0.005)
+                return None
+            return super().poll(timeout)
+
+    consumer = IdleConsumer([msgs(0, 1, 2)], stop)
+    loop = BatchLoop(RecordingAgent([]), consumer, max_batch=3, max_wait_s=0.01, sleep=lambda s: None)
+    loop._recommit_s = 0.0
+    loop.run(stop)
+    assert consumer.commits.count(([(TOPIC, 0, 3)], True)) >= 2
+    assert consumer.committed() == {(TOPIC, 0): 3}
+
+
+def test_a_revoked_partition_is_not_re_sent() -> None:
+    def revoke(c: ScriptedConsumer) -> None:
+        c.callbacks["on_revoke"](c, [TP(TOPIC, 0)])
+
+    loop, _, _, _ = run_loop([msgs(0, 1, 2), revoke])
+    assert (TOPIC, 0) not in loop._committed
