@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,16 @@ def run_app(app: str, s: Settings, topics: dict[str, str], n: int, timeout_s: fl
     tag = uuid.uuid4().hex[:8]
     cmd, env = app_command(app, s, topics, tag, log_dir / f"state-{tag}")
     r = redis.Redis(port=s.redis_port)
-    log_path = log_dir / f"{app}-{tag}.log"
+    result = measure_app(app, cmd, env, lambda: counter(r, app, tag), n, timeout_s, log_dir / f"{app}-{tag}.log")
+    result.tag = tag  # type: ignore[attr-defined]
+    return result
+
+
+def measure_app(app: str, cmd: list[str], env: dict[str, str], progress: Callable[[], int], n: int,
+                timeout_s: float, log_path: Path) -> Result:
+    """Spawn ``cmd`` and poll ``progress()`` (input records written so far) every 50 ms until it reaches ``n``;
+    then SIGTERM the process group. Times from the spawn and from the first record written; CPU and peak RSS of
+    the process tree."""
     with open(log_path, "wb") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
@@ -130,7 +140,7 @@ def run_app(app: str, s: Settings, topics: dict[str, str], n: int, timeout_s: fl
                 except psutil.NoSuchProcess:
                     continue
                 peak = max(peak, sum(q.memory_info().rss for q in tree(ps) if q.is_running()) / 2**20, peak_p / 2**20)
-            c = counter(r, app, tag)
+            c = progress()
             now = time.perf_counter()
             if c > 0 and first_t is None:
                 first_t = now
@@ -150,9 +160,7 @@ def run_app(app: str, s: Settings, topics: dict[str, str], n: int, timeout_s: fl
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
     assert first_t is not None
-    result = Result(app, n, done_t - t0, first_t - t0, done_t - first_t, sum(cpu.values()), peak)
-    result.tag = tag  # type: ignore[attr-defined]
-    return result
+    return Result(app, n, done_t - t0, first_t - t0, done_t - first_t, sum(cpu.values()), peak)
 
 
 def check_views(s: Settings, app: str, tag: str, expected: dict[str, dict]) -> int:

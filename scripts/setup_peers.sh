@@ -16,7 +16,11 @@ trap 'printf "setup_peers.sh: FAILED during: %s (exit %s)\n" "$STEP" "$?" >&2' E
 
 PYTHON="${PYTHON:-python3.11}"
 VENV="$ROOT/.venv-peers"
-REQS=("quixstreams[redis]==3.28.1" "faust-streaming==0.15.3" "fastavro==1.13.1" "orjson>=3.10" "cramjam>=2.8")
+# The telemetry peer (bench/peers/quix_telemetry.py) runs the geofence fold and the learnt model too: the same
+# shapely, numpy, scikit-learn, skops, numba and ortools as .venv, and the influxdb client of Quix's InfluxDB1Sink.
+REQS=("quixstreams[redis]==3.28.1" "faust-streaming==0.15.3" "fastavro==1.13.1" "orjson>=3.10" "cramjam>=2.8"
+      "influxdb==5.3.2" "shapely==2.2.0" "numpy==2.4.6" "scikit-learn==1.9.1" "skops==0.16.0" "numba==0.68.1"
+      "ortools==9.12.4544")
 
 if [ ! -x "$VENV/bin/python" ]; then
     step "creating $VENV with $PYTHON"
