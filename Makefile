@@ -5,7 +5,7 @@ PROFILE ?= dev
 ORDERS ?= 300
 SPEEDUP ?= 1000
 
-.PHONY: setup setup-tests run test unit integration screenshots report stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing bench-models \
+.PHONY: setup setup-tests run test unit integration screenshots report stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing bench-scale bench-models load \
 	lint clean flink-job flink-cluster-start flink-cluster-stop flink-submit
 
 setup:            ## install system packages, Python deps and Kafka jars (idempotent)
@@ -89,6 +89,12 @@ bench-geofences: setup ## GPS points/s through index + geofence fold with 10,000
 
 bench-sealing: setup ## the cost of sealing personal data (AES-256-GCM): write path and fold, sealed vs plain, in process
 	@$(PY) -m bench.sealing
+
+load: setup       ## the city-scale load test on the live `load` stack: 5,000 events/s 10 min, 3x 1 min, drain; report in docs/load/ (~20 min)
+	@$(PY) -m bench.load
+
+bench-scale: setup ## one worker vs two on the scale stack, then kill -9 of one mid-load: takeover time, nothing lost (~2-4 min)
+	@$(PY) -m bench.scale_out
 
 # ---- Flink (docs/flink.md) ----------------------------------------------------------------
 flink-job: setup  ## the order-state job in an embedded mini-cluster against the dev Kafka (Ctrl-C stops)

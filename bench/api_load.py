@@ -119,7 +119,7 @@ def start_server(s: Settings, env: dict[str, str], log: Path) -> subprocess.Pope
 
 
 async def read_load(paths: Sequence[str], tokens: Sequence[str], readers: int, seconds: float,
-                    rnd: random.Random) -> tuple[list[float], int]:
+                    rnd: random.Random, port: int = PORT) -> tuple[list[float], int]:
     """``readers`` keep-alive clients GET random ``paths`` for ``seconds``: latencies (ms), errors."""
     import httpx
 
@@ -128,7 +128,7 @@ async def read_load(paths: Sequence[str], tokens: Sequence[str], readers: int, s
     stop_at = time.perf_counter() + seconds
 
     async def reader() -> None:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", timeout=10) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             while time.perf_counter() < stop_at:
                 path = rnd.choice(paths)
                 headers = {"Authorization": f"Bearer {rnd.choice(tokens)}"}
@@ -146,22 +146,26 @@ async def read_load(paths: Sequence[str], tokens: Sequence[str], readers: int, s
 
 
 async def paced_load(paths: Sequence[str], tokens: Sequence[str], rate: float, seconds: float,
-                     rnd: random.Random) -> tuple[list[float], int]:
+                     rnd: random.Random, port: int = PORT) -> tuple[list[float], int]:
     """Open loop: a request every 1/``rate`` s whatever the answers do; each latency counts from the moment
-    the request was due (no coordinated omission: a stall shows in every request it delayed)."""
+    the request was due (no coordinated omission: a stall shows in every request it delayed). At most 64 in
+    flight (the pool's size): a late request waits on a semaphore, not inside httpx's pool (whose wait for a
+    connection times out and counts as an error of the server's)."""
     import httpx
 
     latencies: list[float] = []
     errors = [0]
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", timeout=10, limits=limits) as client:
+    in_flight = asyncio.Semaphore(64)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, limits=limits) as client:
 
         async def one(path: str, token: str, due: float) -> None:
-            try:
-                resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
-                ok = resp.status_code == 200
-            except httpx.TransportError:  # counted, not fatal: the figure says how many
-                ok = False
+            async with in_flight:
+                try:
+                    resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+                    ok = resp.status_code == 200
+                except httpx.TransportError:  # counted, not fatal: the figure says how many
+                    ok = False
             latencies.append((time.perf_counter() - due) * 1000)
             if not ok:
                 errors[0] += 1

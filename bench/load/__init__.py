@@ -1,0 +1,1 @@
+"""The city-scale load test (``make load``, ``python -m bench.load``): docs/load.md."""
