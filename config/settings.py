@@ -8,13 +8,14 @@ profile    Kafka            controller  Redis  InfluxDB           PostgreSQL
 =========  ===============  ==========  =====  =================  ==========
 dev        127.0.0.1:19092  19093       16379  18086 (rpc 18088)  15432
 test       127.0.0.1:29092  29093       26379  28086 (rpc 28088)  25432
-load       127.0.0.1:39092  39093       36379  38086 (rpc 38088)  35432
-scale      127.0.0.1:49092  49093       46379  48086 (rpc 48088)  45432
+load       127.0.0.1:31092  31093       31379  31086 (rpc 31088)  31432
+scale      127.0.0.1:32092  32093       32379  32086 (rpc 32088)  32432
 =========  ===============  ==========  =====  =================  ==========
 
 ``load`` is the stack of the city-scale load test (``make load``), ``scale`` the one of the
 scale-out benchmark (``make bench-scale``): both fill their stores with throw-away data,
-so neither shares a stack with the data a developer keeps in ``dev``.
+so neither shares a stack with the data a developer keeps in ``dev``. Every port is below 32768, where
+Linux starts handing out ephemeral ports: a listener there can find its port taken by a client socket.
 
 PostgreSQL is optional (``python -m infra.postgres start``, not part of the
 main stack); the event store stays SQLite unless ``KUAILV_EVENTSTORE`` says
@@ -37,10 +38,10 @@ _PORTS = {
             "postgres": 15432, "api": 18000, "webhook_metrics": 18010},
     "test": {"kafka": 29092, "controller": 29093, "redis": 26379, "influx": 28086, "influx_rpc": 28088,
              "postgres": 25432, "api": 28000, "webhook_metrics": 28010},
-    "load": {"kafka": 39092, "controller": 39093, "redis": 36379, "influx": 38086, "influx_rpc": 38088,
-             "postgres": 35432, "api": 38000, "webhook_metrics": 38010},
-    "scale": {"kafka": 49092, "controller": 49093, "redis": 46379, "influx": 48086, "influx_rpc": 48088,
-              "postgres": 45432, "api": 48000, "webhook_metrics": 48010},
+    "load": {"kafka": 31092, "controller": 31093, "redis": 31379, "influx": 31086, "influx_rpc": 31088,
+             "postgres": 31432, "api": 31000, "webhook_metrics": 31010},
+    "scale": {"kafka": 32092, "controller": 32093, "redis": 32379, "influx": 32086, "influx_rpc": 32088,
+              "postgres": 32432, "api": 32000, "webhook_metrics": 32010},
 }
 
 
