@@ -5,7 +5,7 @@ PROFILE ?= dev
 ORDERS ?= 300
 SPEEDUP ?= 1000
 
-.PHONY: setup setup-tests run test unit integration screenshots report stop stop-test status bench bench-path bench-peers bench-flink bench-replay bench-geofences bench-api bench-sealing bench-scale bench-models load \
+.PHONY: setup setup-tests run test unit integration screenshots report stop stop-test status bench bench-path bench-peers bench-flink bench-flink-all bench-replay bench-geofences bench-api bench-sealing bench-scale bench-models bench-telemetry load \
 	lint clean flink-job flink-cluster-start flink-cluster-stop flink-submit
 
 setup:            ## install system packages, Python deps and Kafka jars (idempotent)
@@ -48,23 +48,28 @@ stop-test:
 status:
 	@$(PY) -m infra.stack status --profile $(PROFILE)
 
-bench: setup      ## every benchmark below, in one run (about 15 minutes; starts/stops what it needs of the test stack)
-	@echo "==> 1/8 the order path in process vs the bare decode (bench.order_projection)"
+bench: setup      ## every benchmark below, in one run (about 25 minutes; starts/stops what it needs of the test stack)
+	@echo "==> 1/9 the order path in process vs the bare decode (bench.order_projection)"
 	@$(PY) -m bench.order_projection
-	@echo "==> 2/8 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
+	@echo "==> 2/9 the worker vs Quix Streams and a naive Faust agent through Kafka (bench.kafka_peers)"
 	@$(PY) -m bench.kafka_peers
-	@echo "==> 3/8 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
+	@echo "==> 3/9 the Flink job vs the worker, per CPU-second (bench.flink_order_state)"
 	@$(PY) -m bench.flink_order_state --modes thread,process --parallelism 1 --startup-runs 2
-	@echo "==> 4/8 replay and rebuild of 1,000,000 events (bench.replay)"
+	@echo "==> 4/9 replay and rebuild of 1,000,000 events (bench.replay)"
 	@$(PY) -m bench.replay
-	@echo "==> 5/8 GPS points through the geofence step, 10,000 fences, 2,000 vans (bench.geofences)"
+	@echo "==> 5/9 GPS points through the geofence step, 10,000 fences, 2,000 vans (bench.geofences)"
 	@$(PY) -m bench.geofences
-	@echo "==> 6/8 the API: order reads and 1,000 WebSocket clients against kuailv serve (bench.api_load)"
+	@echo "==> 6/9 the API: order reads and 1,000 WebSocket clients against kuailv serve (bench.api_load)"
 	@$(PY) -m bench.api_load
-	@echo "==> 7/8 sealing personal data: the write path and the fold, sealed vs plain (bench.sealing)"
+	@echo "==> 7/9 sealing personal data: the write path and the fold, sealed vs plain (bench.sealing)"
 	@$(PY) -m bench.sealing
-	@echo "==> 8/8 the learnt ETA / delay-risk model and the OR-Tools stop order in the driver fold (bench.eta_inference)"
+	@echo "==> 8/9 the learnt ETA / delay-risk model and the OR-Tools stop order in the driver fold (bench.eta_inference)"
 	@$(PY) -m bench.eta_inference
+	@echo "==> 9/9 the telemetry path through Kafka: the worker vs a Quix Streams app, 10,000 fences, 2,000 vans (bench.telemetry_path)"
+	@$(PY) -m bench.telemetry_path
+
+bench-telemetry: setup ## GPS -> geofences + ETA + rules + the learnt model -> InfluxDB + Redis + alerts: the worker vs a Quix Streams app
+	@$(PY) -m bench.telemetry_path
 
 bench-models: setup ## what the learnt ETA / delay-risk model and the OR-Tools stop order cost per estimate and per record
 	@$(PY) -m bench.eta_inference
@@ -80,6 +85,9 @@ bench-peers: setup  ## kuailv worker vs a Quix Streams app vs a naive Faust agen
 
 bench-flink: setup  ## the order-state Flink job (thread and process mode) vs the worker, per CPU-second
 	@$(PY) -m bench.flink_order_state
+
+bench-flink-all: setup  ## every projection's Flink job vs the worker's agent, per CPU-second (test stack running)
+	@$(PY) -m bench.flink_projections
 
 bench-replay: setup ## kuailv replay (file, topic) and rebuild of 1,000,000 events
 	@$(PY) -m bench.replay
