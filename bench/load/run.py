@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import shlex
+import signal
 import sys
 import time
 import uuid
@@ -282,11 +283,20 @@ def _redis(url: str) -> Any:
     return redis.Redis.from_url(url)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from bench.load import report
     from infra import stack
 
+    # SIGTERM, and SIGINT even when started in the background (a non-interactive shell ignores SIGINT for
+    # background jobs), stop the run through the cleanup below: every child stopped by PID, the run's groups
+    # and keys deleted
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     started = not stack.is_healthy(args.profile)
     stack.ensure_started(args.profile)
     run = Run(args)
