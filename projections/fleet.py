@@ -247,7 +247,8 @@ def _cold_chain(st: dict[str, Any], ctx: FleetContext) -> list[dict[str, Any]]:
     due = [r for r in head if ready(r)]
     if not due:
         return []
-    st["readings"] = [r for r in head if not ready(r)] + readings[end:]
+    del readings[:end]  # a memmove of the rest (a rebuilt list would touch every held reading's refcount)
+    readings[0:0] = [r for r in head if not ready(r)]
     records: list[dict[str, Any]] = []
     for r in due:
         unit = f"{r['vehicle_id']}/{r['compartment']}"
