@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.flink_order_state import Peaks, create_topics, delete_topics, produce
+from bench.private_stores import drop_redis_prefix, influx_statement
 from infra import flink_env
 from schemas.topics import (
     ALERTS,
@@ -392,9 +393,7 @@ def table(rows: list[Row], out: Callable[[str], None]) -> None:
 
 
 def influx(settings: object, q: str) -> None:
-    from bench.telemetry_path import influx_query
-
-    influx_query(settings, q)  # type: ignore[arg-type]
+    influx_statement(settings, q)  # type: ignore[arg-type]
 
 
 def cleanup(b: Bench) -> None:
@@ -402,9 +401,7 @@ def cleanup(b: Bench) -> None:
 
     r = redis.Redis(port=b.settings.redis_port)  # type: ignore[attr-defined]
     for prefix in b.prefixes:
-        keys = list(r.scan_iter(f"{prefix}:*", count=5000))
-        for i in range(0, len(keys), 1000):
-            r.delete(*keys[i:i + 1000])
+        drop_redis_prefix(r, prefix)
     delete_topics(b.bootstrap, b.topics)
     try:
         influx(b.settings, f'DROP DATABASE "{b.env["KUAILV_INFLUX_DB"]}"')

@@ -41,6 +41,7 @@ import psutil
 
 from bench.flink_order_state import create_topics, delete_topics, produce
 from bench.order_projection import build_log
+from bench.private_stores import drop_redis_prefix
 from config import settings as settings_mod
 from config.settings import Settings
 from projections.order_state import fold_all
@@ -182,9 +183,7 @@ def cleanup_redis(s: Settings, tags: list[str]) -> None:
     r = redis.Redis(port=s.redis_port)
     for tag in tags:
         for prefix in (f"bw{tag}", f"bp{tag}"):
-            keys = list(r.scan_iter(f"{prefix}:*", count=5000))
-            for i in range(0, len(keys), 1000):
-                r.delete(*keys[i:i + 1000])
+            drop_redis_prefix(r, prefix)
 
 
 def main(argv: list[str] | None = None) -> None:

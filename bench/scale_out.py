@@ -36,9 +36,11 @@ from typing import Any
 
 from bench import scale_out_support as sup
 from bench.flink_order_state import create_topics, delete_topics, produce
+from bench.private_stores import drop_redis_prefix, influx_statement
 from config import settings as settings_mod
 from config.settings import Settings
 from schemas.topics import GPS, ORDER_EVENTS, SENSORS
+from streams.kafka_lag import end_offsets
 from streams.source import SourceRecord
 
 DEFAULT_AGENTS = "orders,telemetry"
@@ -53,9 +55,10 @@ class Run:
         self.agents, self.topics = agents, topics  # what the workers run, and the contract topics they read
         self.renames = sup.private_topics(self.tag)
         self.group, self.prefix, self.db = f"scale-{self.tag}", f"sc{self.tag}", f"scale_{self.tag}"
+        self.groups = agent_groups(self.group, agents)  # what each agent derives (streams.worker.make_loop)
         self.log_dir = log_dir
         create_topics(s.kafka_bootstrap, sup.topic_specs(self.renames))
-        sup.influx_query(s, f'CREATE DATABASE "{self.db}"')
+        influx_statement(s, f'CREATE DATABASE "{self.db}"')
 
     @property
     def env(self) -> dict[str, str]:
@@ -68,9 +71,16 @@ class Run:
 
     def lag(self, admin: Any) -> dict[tuple[str, int], int]:
         """Records not committed yet, per input partition that has any."""
-        hw = sup.high_watermarks(self.s.kafka_bootstrap, self.inputs())
-        done = sup.committed(admin, self.group)
+        hw = end_offsets(self.s.kafka_bootstrap, self.inputs())
+        done = self.committed(admin)
         return {tp: end - done.get(tp, 0) for tp, end in hw.items() if end > done.get(tp, 0)}
+
+    def committed(self, admin: Any) -> dict[tuple[str, int], int]:
+        """The committed offsets of every agent's group (their topics differ)."""
+        out: dict[tuple[str, int], int] = {}
+        for g in self.groups:
+            out.update(sup.committed(admin, g))
+        return out
 
     def settle(self, admin: Any, r: Any, total: int, timeout_s: float, tick: Any = None) -> dict[tuple[str, int], int]:
         """Wait until the lag is 0, or the counters cover the inputs and stood still for 3 s (an idle worker
@@ -91,29 +101,41 @@ class Run:
             time.sleep(0.2)
 
     def cleanup(self, r: Any) -> None:
-        sup.drop_prefix(r, self.prefix)
+        drop_redis_prefix(r, self.prefix)
         delete_topics(self.s.kafka_bootstrap, self.renames.values())
         admin = sup.admin_client(self.s.kafka_bootstrap)
-        for group, fut in admin.delete_consumer_groups([self.group], request_timeout=10).items():
+        for group, fut in admin.delete_consumer_groups(self.groups, request_timeout=10).items():
             try:
                 fut.result(timeout=10)
             except Exception as exc:  # e.g. never created (no worker got that far): nothing to remove
                 print(f"note: consumer group {group} not deleted: {exc}")
         try:
-            sup.influx_query(self.s, f'DROP DATABASE "{self.db}"')
+            influx_statement(self.s, f'DROP DATABASE "{self.db}"')
         except OSError as exc:
             print(f"warning: could not drop InfluxDB database {self.db}: {exc}")
 
 
-def group_members(admin: Any, group: str) -> str:
-    """Members and their partition counts from the group coordinator (retried while it rebalances)."""
-    for _ in range(25):
-        desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
-        sizes = sorted(len(m.assignment.topic_partitions) for m in desc.members)
-        if sum(sizes):
-            break
-        time.sleep(0.2)
-    return f"{len(desc.members)} members, partitions per member {sizes}"
+def agent_groups(group: str, agents: str) -> list[str]:
+    """The consumer groups the worker's ``agents`` join with ``KUAILV_CONSUMER_GROUP=group``."""
+    from streams.order_agent import OrderStateAgent
+    from streams.telemetry_agent import TelemetryAgent
+
+    classes = {"orders": OrderStateAgent, "telemetry": TelemetryAgent}
+    return [group + getattr(classes[a], "group_suffix", "") for a in agents.split(",")]
+
+
+def group_members(admin: Any, groups: list[str]) -> str:
+    """Members and their partition counts per group, from the group coordinator (retried while it rebalances)."""
+    out = []
+    for group in groups:
+        for _ in range(25):
+            desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            sizes = sorted(len(m.assignment.topic_partitions) for m in desc.members)
+            if sum(sizes):
+                break
+            time.sleep(0.2)
+        out.append(f"{group}: {len(desc.members)} members, partitions per member {sizes}")
+    return "; ".join(out)
 
 
 def drain(run: Run, n: int, total: int, r: Any, admin: Any, timeout_s: float) -> dict[str, Any]:
@@ -139,7 +161,7 @@ def drain(run: Run, n: int, total: int, r: Any, admin: Any, timeout_s: float) ->
             if t - t0 > timeout_s:
                 raise RuntimeError(f"{n} worker(s) counted {c:,}/{total:,} records in {timeout_s:.0f}s")
         left = run.settle(admin, r, total, timeout_s)
-        members = group_members(admin, run.group)
+        members = group_members(admin, run.groups)
         owned = [sup.assignments(w.log_path, run.renames).owned for w in workers]
     finally:
         for w in workers:
@@ -260,7 +282,7 @@ def phase_kill(s: Settings, log: dict[str, list[SourceRecord]], args: argparse.N
         t_kill = time.time()
         os.killpg(victim.proc.pid, signal.SIGKILL)
         victim.proc.wait(5)
-        before = sup.committed(admin, run.group)  # after the kill: only the survivor can move these now
+        before = run.committed(admin)  # after the kill: only the survivor can move these now
         t_assigned = t_moving = None
         while t_moving is None or t_assigned is None:
             time.sleep(0.1)
@@ -272,10 +294,11 @@ def phase_kill(s: Settings, log: dict[str, list[SourceRecord]], args: argparse.N
             got = sup.assignments(survivor.log_path, run.renames)
             if t_assigned is None and parts <= got.owned:
                 t_assigned = max(t for t, sign, tp in got.events if sign == "+" and tp in parts)
-            now = sup.committed(admin, run.group)
+            now = run.committed(admin)
             if t_moving is None and any(now.get(tp, -1) > before.get(tp, -1) for tp in actual):
                 t_moving = time.time()
-        t_failed = sup.member_failed_at(s.stack_dir / "logs" / "kafka.log", run.group, t_kill - 1)
+        failed = [sup.member_failed_at(s.stack_dir / "logs" / "kafka.log", g, t_kill - 1) for g in run.groups]
+        t_failed = min((t for t in failed if t is not None), default=None)
         producer.join(args.produce_s * 3)
         t_drain = time.time()
         left = run.settle(admin, r, total, args.timeout, survivor.sample)

@@ -14,8 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +23,7 @@ import psutil
 
 from bench.geofences import drive
 from bench.order_projection import build_log
+from bench.private_stores import influx_statement
 from config.settings import Settings
 from infra.services import quiet_client_config
 from projections.order_state import fold_all
@@ -204,21 +203,6 @@ def committed(admin: Any, group: str) -> dict[tuple[str, int], int]:
     return {(tp.topic, tp.partition): tp.offset for tp in fut.result(timeout=10).topic_partitions if tp.offset >= 0}
 
 
-def high_watermarks(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({**quiet_client_config(bootstrap), "group.id": "scale-watermarks", "enable.auto.commit": False})
-    try:
-        out = {}
-        meta = c.list_topics(timeout=10).topics
-        for t in topics:
-            for p in meta[t].partitions:
-                out[(t, p)] = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-        return out
-    finally:
-        c.close()
-
-
 def admin_client(bootstrap: str) -> Any:
     from confluent_kafka.admin import AdminClient
 
@@ -237,17 +221,8 @@ def member_failed_at(kafka_log: Path, group: str, after: float) -> float | None:
 
 
 # --- InfluxDB (one database per phase, so counts are exact) ---------------------------------------------
-def influx_query(s: Settings, q: str, db: str | None = None) -> dict[str, Any]:
-    import orjson
-
-    params = {"q": q, **({"db": db} if db else {})}
-    req = urllib.request.Request(f"{s.influx_url}/query", data=urllib.parse.urlencode(params).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return orjson.loads(resp.read())
-
-
 def influx_count(s: Settings, db: str, measurement: str, fld: str) -> int:
-    res = influx_query(s, f'SELECT count("{fld}") FROM "{measurement}"', db)["results"][0]
+    res = influx_statement(s, f'SELECT count("{fld}") FROM "{measurement}"', db)["results"][0]
     series = res.get("series") or []
     return int(series[0]["values"][0][1]) if series else 0
 
@@ -302,12 +277,6 @@ def counters(r: Any, prefix: str) -> int:
     for agent in INPUTS:
         pipe.hget(f"{prefix}:stats:{agent}", "records")
     return sum(int(x or 0) for x in pipe.execute())
-
-
-def drop_prefix(r: Any, prefix: str) -> None:
-    keys = list(r.scan_iter(f"{prefix}:*", count=5000))
-    for i in range(0, len(keys), 1000):
-        r.delete(*keys[i:i + 1000])
 
 
 def now() -> float:

@@ -36,14 +36,13 @@ import random
 import shutil
 import sys
 import tempfile
-import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 
 from bench.flink_order_state import create_topics, delete_topics, produce
 from bench.geofences import drive, fence_file, van_orders
 from bench.kafka_peers import PEERS_PY, Result, measure_app
+from bench.private_stores import drop_redis_prefix, influx_statement
 from config import settings as settings_mod
 from config.settings import Settings
 from schemas.codec import AvroCodec
@@ -114,12 +113,6 @@ def quix_changelogs(bootstrap: str, tag: str) -> list[str]:
 
     names = AdminClient(quiet_client_config(bootstrap)).list_topics(timeout=10).topics
     return [n for n in names if n.startswith("changelog__") and f"bench-{tag}." in n]
-
-
-def influx_query(s: Settings, q: str) -> None:
-    url = f"{s.influx_url}/query?" + urllib.parse.urlencode({"q": q})
-    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30) as resp:
-        resp.read()
 
 
 def worker_app(s: Settings, topics: dict[str, str], tag: str, fences: Path, model: str, db: str
@@ -201,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         produce(s.kafka_bootstrap, topics[GPS.name], gps, event_time=True)
         markers = end_markers(max(r.timestamp_ms or 0 for r in gps))
         produce_to_partitions(s.kafka_bootstrap, topics[VAN_ORDERS.name], markers)
-        influx_query(s, f'CREATE DATABASE "{db}"')
+        influx_statement(s, f'CREATE DATABASE "{db}"')
         n = len(gps) + len(orders) + len(markers)
         n_orders = len(orders) + len(markers)
         print(f"log: {len(gps):,} GPS points of {args.vans:,} vans ({args.rounds} each, every 10 s of event time) "
@@ -241,12 +234,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  worker: {rate:,.0f} points/s from first (target 50,000: {verdict})")
     finally:
         for prefix in prefixes:
-            keys = list(r.scan_iter(f"{prefix}:*", count=5000))
-            for i in range(0, len(keys), 1000):
-                r.delete(*keys[i:i + 1000])
+            drop_redis_prefix(r, prefix)
         delete_topics(s.kafka_bootstrap, [*topics.values(), *quix_changelogs(s.kafka_bootstrap, tag)])
         try:
-            influx_query(s, f'DROP DATABASE "{db}"')
+            influx_statement(s, f'DROP DATABASE "{db}"')
         except OSError as exc:
             print(f"warning: could not drop InfluxDB database {db}: {exc}")
         shutil.rmtree(work, ignore_errors=True)

@@ -69,15 +69,9 @@ def api(port: int, method: str, path: str, token: str, body: dict[str, Any] | No
 def cleanup_redis(redis_url: str, prefix: str) -> None:
     import redis
 
-    r = redis.Redis.from_url(redis_url)
-    batch = []
-    for key in r.scan_iter(f"{prefix}:*", count=5000):
-        batch.append(key)
-        if len(batch) >= 5000:
-            r.unlink(*batch)
-            batch = []
-    if batch:
-        r.unlink(*batch)
+    from bench.private_stores import drop_redis_prefix
+
+    drop_redis_prefix(redis.Redis.from_url(redis_url), prefix)
 
 
 class Run:
